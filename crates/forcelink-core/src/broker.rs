@@ -1,0 +1,155 @@
+//! The broker: the use cases of forcelink over its ports, and the one error type they share.
+//!
+//! `Broker` holds the ports (store, Salesforce, clock) and the key ring; its methods live in
+//! `authorize`, `access`, `disconnect` and `rekey`. No IO of its own: every effect goes
+//! through a port. Errors are named after what the caller must do.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::Duration;
+
+use crate::clock::Clock;
+use crate::ids::{ConnectionKey, OrgId};
+use crate::salesforce::{ClientCredentials, LoginHost, SalesforceError, SalesforceOAuth};
+use crate::store::{SealedRef, Store, StoreError};
+use crate::vault::{KeyRing, Sealed, VaultError};
+
+/// Typed settings the binary derives from its config.
+#[derive(Debug, Clone)]
+pub struct BrokerSettings {
+    pub client: ClientCredentials,
+    /// forcelink's callback URL, registered on the app.
+    pub redirect_uri: String,
+    pub scopes: Vec<String>,
+    pub production_host: LoginHost,
+    pub sandbox_host: LoginHost,
+    /// How long a started authorization may wait for its callback.
+    pub state_ttl: Duration,
+    /// Assumed access-token lifetime when nothing better is known (the app's session timeout).
+    pub session_timeout: Duration,
+    /// Refresh this long before the best known expiry.
+    pub refresh_margin: Duration,
+}
+
+/// Everything a use case can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("no connection for {0}")]
+    NotFound(ConnectionKey),
+    #[error("unknown, used or expired authorization state")]
+    InvalidState,
+    #[error("salesforce refused the authorization ({error}): {description}")]
+    AuthorizationDenied { error: String, description: String },
+    #[error("the grant is for org {actual}, but the connection was started for org {expected}")]
+    OrgMismatch { expected: OrgId, actual: OrgId },
+    #[error("the token response signature does not verify; nothing was stored")]
+    SignatureInvalid,
+    #[error("salesforce granted no refresh token: add the refresh_token scope to the app")]
+    MissingRefreshToken,
+    #[error("the connection needs re-authorization by an org admin: {cause}")]
+    NeedsReauth { key: ConnectionKey, cause: String },
+    #[error("salesforce blocked the refresh by IP: {description}")]
+    IpBlocked {
+        key: ConnectionKey,
+        description: String,
+    },
+    #[error("the salesforce app is misconfigured: {detail}")]
+    AppMisconfigured { detail: String },
+    #[error("salesforce is unavailable: {detail}")]
+    Unavailable { detail: String },
+    #[error("the outcome of a token request is unknown: {detail}")]
+    OutcomeUnknown { detail: String },
+    #[error("unexpected answer from salesforce: {detail}")]
+    Protocol { detail: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("sealed value could not be opened: {0}")]
+    Vault(#[from] VaultError),
+}
+
+impl BrokerError {
+    /// Translates an upstream failure that is not specific to one connection.
+    pub(crate) fn from_upstream(error: SalesforceError) -> Self {
+        match error {
+            SalesforceError::AppMisconfigured { error, description } => Self::AppMisconfigured {
+                detail: format!("{error}: {description}"),
+            },
+            SalesforceError::AuthorizationRejected { error, description } => {
+                Self::AuthorizationDenied { error, description }
+            }
+            SalesforceError::Unavailable { detail, .. } => Self::Unavailable { detail },
+            SalesforceError::OutcomeUnknown { detail } => Self::OutcomeUnknown { detail },
+            SalesforceError::ConcurrentRequest => Self::Unavailable {
+                detail: "token request is already being processed".into(),
+            },
+            other => Self::Protocol {
+                detail: other.to_string(),
+            },
+        }
+    }
+}
+
+/// The use cases, over their ports.
+#[derive(Debug)]
+pub struct Broker {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) salesforce: Arc<dyn SalesforceOAuth>,
+    pub(crate) ring: Arc<KeyRing>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) settings: BrokerSettings,
+    /// One refresh at a time per connection in this process.
+    pub(crate) refresh_locks: Mutex<HashMap<ConnectionKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Broker {
+    pub fn new(
+        store: Arc<dyn Store>,
+        salesforce: Arc<dyn SalesforceOAuth>,
+        ring: Arc<KeyRing>,
+        clock: Arc<dyn Clock>,
+        settings: BrokerSettings,
+    ) -> Self {
+        Self {
+            store,
+            salesforce,
+            ring,
+            clock,
+            settings,
+            refresh_locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn settings(&self) -> &BrokerSettings {
+        &self.settings
+    }
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub(crate) fn seal(&self, reference: &SealedRef, plaintext: &str) -> Sealed {
+        self.ring.seal(plaintext.as_bytes(), &reference.aad())
+    }
+
+    pub(crate) fn open(
+        &self,
+        reference: &SealedRef,
+        sealed: &Sealed,
+    ) -> Result<String, BrokerError> {
+        self.ring
+            .open(sealed, &reference.aad())?
+            .into_string()
+            .ok_or(BrokerError::Vault(VaultError::Malformed))
+    }
+
+    pub(crate) fn refresh_lock(&self, key: &ConnectionKey) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .refresh_locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        locks.entry(key.clone()).or_default().clone()
+    }
+}

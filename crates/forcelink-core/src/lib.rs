@@ -1,0 +1,38 @@
+//! forcelink's domain, use cases and ports. No IO: no sockets, files, databases or env.
+//!
+//! Adapters implement the ports (`Store`, `SalesforceOAuth`, `Clock`); the binary wires them.
+
+pub mod access;
+pub mod authorize;
+pub mod broker;
+pub mod clock;
+pub mod connection;
+pub mod disconnect;
+pub mod ids;
+pub mod pkce;
+pub mod rekey;
+pub mod salesforce;
+pub mod secret;
+pub mod store;
+pub mod vault;
+
+pub use access::IssuedToken;
+pub use authorize::{CallbackOutcome, Connected, StartRequest, Started};
+pub use broker::{Broker, BrokerError, BrokerSettings};
+pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
+pub use connection::{Connection, ConnectionState, SealedTokens};
+pub use ids::{ConnectionContext, ConnectionKey, IdError, OrgId, UserId};
+pub use rekey::{RekeyReport, RingHealth};
+pub use salesforce::{
+    ClientCredentials, CodeExchange, DeadGrantReason, Identity, LoginHost, RefreshGrant,
+    SalesforceError, SalesforceOAuth, TokenResponse,
+};
+pub use secret::{
+    AccessToken, AuthorizationCode, ClientSecret, PkceVerifier, RefreshToken, SecretBytes,
+    StateToken,
+};
+pub use store::{
+    CommitOutcome, GrantWrite, PendingAuthorization, RefreshWrite, SavedGrant, SealedField,
+    SealedPage, SealedRef, SealedRow, SealedValue, Store, StoreError,
+};
+pub use vault::{KeyRing, Sealed, VaultError};

@@ -1,0 +1,241 @@
+//! The Store port: what forcelink needs from durable storage, and nothing about how.
+//!
+//! Both adapters (SQLite, PostgreSQL) implement it and pass the same conformance suite
+//! (`conformance`, behind the `test-support` feature). Every write that depends on what was
+//! read is a compare-and-swap on the connection's generation, so a stale writer can never
+//! overwrite a newer grant. Tokens cross this port only as `Sealed` values.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::connection::{Connection, ConnectionState, SealedTokens};
+use crate::ids::{ConnectionContext, ConnectionKey, OrgId, UserId};
+use crate::salesforce::LoginHost;
+use crate::vault::Sealed;
+
+#[cfg(feature = "test-support")]
+pub mod conformance;
+
+/// A storage failure, named after what the caller can do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or the operation failed; retrying may help.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A stored row could not be read back into the domain (bad id, unknown state...).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The schema could not be brought up to date.
+    #[error("migration failed: {0}")]
+    Migration(String),
+}
+
+/// A started authorization, waiting for its callback. Single use; found by the hash of `state`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingAuthorization {
+    pub state_hash: String,
+    pub verifier: Sealed,
+    pub expected_org: Option<OrgId>,
+    pub context: ConnectionContext,
+    pub login_host: LoginHost,
+    pub redirect_uri: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A new grant from a completed authorization.
+#[derive(Debug, Clone)]
+pub struct GrantWrite {
+    pub key: ConnectionKey,
+    pub user_id: UserId,
+    pub username: String,
+    pub instance_url: String,
+    pub login_host: LoginHost,
+    pub identity_url: String,
+    pub scopes: Vec<String>,
+    pub pkce: bool,
+    pub signature_verified: bool,
+    pub tokens: SealedTokens,
+    pub now: DateTime<Utc>,
+}
+
+/// What `save_grant` did.
+#[derive(Debug, Clone)]
+pub struct SavedGrant {
+    pub connection: Connection,
+    /// The tokens of the grant this one replaced (a reconnect), to be revoked at Salesforce.
+    pub replaced: Option<SealedTokens>,
+}
+
+/// New tokens from a refresh.
+#[derive(Debug, Clone)]
+pub struct RefreshWrite {
+    pub access_token: Sealed,
+    pub access_issued_at: DateTime<Utc>,
+    pub access_expires_at: DateTime<Utc>,
+    /// The rotated refresh token; `None` keeps the stored one (rotation off).
+    pub refresh_token: Option<Sealed>,
+    pub instance_url: String,
+    pub refreshed_at: DateTime<Utc>,
+}
+
+/// What a compare-and-swap commit found.
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // returned once per refresh; boxing buys nothing
+pub enum CommitOutcome {
+    Committed(Connection),
+    /// Someone else wrote first; the current generation is given.
+    Stale {
+        current_generation: i64,
+    },
+    Missing,
+}
+
+/// Which secret column a sealed value lives in. Part of its associated data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SealedField {
+    AccessToken,
+    RefreshToken,
+    PkceVerifier,
+}
+
+impl SealedField {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AccessToken => "access_token",
+            Self::RefreshToken => "refresh_token",
+            Self::PkceVerifier => "pkce_verifier",
+        }
+    }
+}
+
+/// Which row a sealed value lives in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SealedRow {
+    Connection(ConnectionKey),
+    /// A pending authorization, by its state hash.
+    Pending(String),
+}
+
+/// The address of one sealed value; its associated data is derived from it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SealedRef {
+    pub row: SealedRow,
+    pub field: SealedField,
+}
+
+impl SealedRef {
+    pub fn connection(key: &ConnectionKey, field: SealedField) -> Self {
+        Self {
+            row: SealedRow::Connection(key.clone()),
+            field,
+        }
+    }
+    pub fn pending(state_hash: &str) -> Self {
+        Self {
+            row: SealedRow::Pending(state_hash.to_string()),
+            field: SealedField::PkceVerifier,
+        }
+    }
+    /// The associated data that binds a sealed value to this row and column.
+    pub fn aad(&self) -> Vec<u8> {
+        match &self.row {
+            SealedRow::Connection(key) => {
+                format!(
+                    "connection/{}/{}/{}",
+                    key.org_id,
+                    key.context,
+                    self.field.as_str()
+                )
+            }
+            SealedRow::Pending(hash) => format!("pending/{hash}/{}", self.field.as_str()),
+        }
+        .into_bytes()
+    }
+}
+
+/// One sealed value and where it lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedValue {
+    pub reference: SealedRef,
+    pub value: Sealed,
+}
+
+/// A page of sealed values and the cursor of the next page, if any.
+#[derive(Debug, Clone)]
+pub struct SealedPage {
+    pub values: Vec<SealedValue>,
+    pub next: Option<String>,
+}
+
+/// Durable storage of connections and pending authorizations.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// Reachable, and the schema is current.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    async fn insert_pending(&self, pending: &PendingAuthorization) -> Result<(), StoreError>;
+    /// Removes and returns the pending authorization for `state_hash`. Returns `None` if there
+    /// is none or it expired at `now` (an expired one is removed too). Two concurrent calls
+    /// for one state never both get it.
+    async fn take_pending(
+        &self,
+        state_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PendingAuthorization>, StoreError>;
+    /// Deletes pending authorizations that expired before `now`; returns how many.
+    async fn purge_expired_pending(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Inserts a connection (generation 1), or replaces the grant of the existing connection
+    /// with the same key in place: same id and created_at, generation + 1, state active,
+    /// cause cleared, last_refresh_at cleared, rotation_seen false. Atomic.
+    async fn save_grant(&self, grant: &GrantWrite) -> Result<SavedGrant, StoreError>;
+
+    async fn connection(&self, key: &ConnectionKey) -> Result<Option<Connection>, StoreError>;
+    /// All connections ordered by org id, then context.
+    async fn connections(&self) -> Result<Vec<Connection>, StoreError>;
+
+    /// Stores refreshed tokens if the generation is still `expected_generation`: generation
+    /// + 1, last_refresh_at = refreshed_at, rotation_seen set when a refresh token is given,
+    /// instance_url updated. Otherwise changes nothing.
+    async fn commit_refresh(
+        &self,
+        key: &ConnectionKey,
+        expected_generation: i64,
+        write: &RefreshWrite,
+    ) -> Result<CommitOutcome, StoreError>;
+
+    /// Sets state and cause if the generation is still `expected_generation` (or always, for
+    /// `None`). Returns whether a row changed.
+    async fn set_state(
+        &self,
+        key: &ConnectionKey,
+        expected_generation: Option<i64>,
+        state: ConnectionState,
+        cause: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Removes a connection and returns what it was.
+    async fn delete_connection(
+        &self,
+        key: &ConnectionKey,
+    ) -> Result<Option<Connection>, StoreError>;
+
+    /// Every sealed value in the store, a page at a time (pending rows, then connections),
+    /// for key rotation and key-ring health checks. `cursor` is the `next` of the last page.
+    async fn sealed_values(
+        &self,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<SealedPage, StoreError>;
+    /// Replaces one sealed value if it is still `expected`. Returns whether it did.
+    async fn replace_sealed(
+        &self,
+        reference: &SealedRef,
+        expected: &Sealed,
+        replacement: &Sealed,
+    ) -> Result<bool, StoreError>;
+}

@@ -1,0 +1,146 @@
+//! Shared fixtures of the conformance checks: a key ring, fixed times, ids, and builders for
+//! pending authorizations, grants and refresh writes. Also re-exports what every check uses.
+
+pub(super) use std::sync::Arc;
+
+pub(super) use chrono::{DateTime, Duration, TimeZone, Utc};
+
+pub(super) use crate::connection::{ConnectionState, SealedTokens};
+pub(super) use crate::ids::{ConnectionContext, ConnectionKey, OrgId, UserId};
+pub(super) use crate::salesforce::LoginHost;
+pub(super) use crate::store::{
+    CommitOutcome, GrantWrite, PendingAuthorization, RefreshWrite, SealedField, SealedRef,
+    SealedValue, Store,
+};
+pub(super) use crate::vault::{KeyRing, Sealed};
+
+pub(super) fn ring() -> KeyRing {
+    let key = KeyRing::generate_key();
+    KeyRing::new([("k1", &key)], "k1").unwrap()
+}
+
+/// A fixed instant with a millisecond part, `seconds` after it.
+pub(super) fn at(seconds: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(1_800_000_000_123).unwrap() + Duration::seconds(seconds)
+}
+
+pub(super) fn org(raw15: &str) -> OrgId {
+    OrgId::parse(raw15).unwrap()
+}
+
+pub(super) fn key(org_raw: &str, context: &str) -> ConnectionKey {
+    ConnectionKey::new(org(org_raw), ConnectionContext::parse(context).unwrap())
+}
+
+pub(super) fn host(url: &str) -> LoginHost {
+    LoginHost::parse(url).unwrap()
+}
+
+pub(super) fn seal_for(
+    ring: &KeyRing,
+    key: &ConnectionKey,
+    field: SealedField,
+    plain: &str,
+) -> Sealed {
+    ring.seal(plain.as_bytes(), &SealedRef::connection(key, field).aad())
+}
+
+pub(super) fn open_text(ring: &KeyRing, reference: &SealedRef, sealed: &Sealed) -> String {
+    ring.open(sealed, &reference.aad())
+        .unwrap()
+        .into_string()
+        .unwrap()
+}
+
+pub(super) fn pending(
+    ring: &KeyRing,
+    hash: &str,
+    created: DateTime<Utc>,
+    expires: DateTime<Utc>,
+) -> PendingAuthorization {
+    PendingAuthorization {
+        state_hash: hash.to_string(),
+        verifier: ring.seal(b"verifier-plaintext", &SealedRef::pending(hash).aad()),
+        expected_org: Some(org("00D000000000062")),
+        context: ConnectionContext::api(),
+        login_host: host("https://login.salesforce.com"),
+        redirect_uri: "https://broker.example/callback".to_string(),
+        created_at: created,
+        expires_at: expires,
+    }
+}
+
+pub(super) fn grant(
+    ring: &KeyRing,
+    key: &ConnectionKey,
+    tag: &str,
+    now: DateTime<Utc>,
+) -> GrantWrite {
+    GrantWrite {
+        key: key.clone(),
+        user_id: UserId::parse("005000000000001").unwrap(),
+        username: format!("admin-{tag}@example.com"),
+        instance_url: format!("https://{tag}.my.salesforce.com"),
+        login_host: host("https://test.salesforce.com:8443"),
+        identity_url: format!(
+            "https://login.salesforce.com/id/{}/005000000000001AAA",
+            key.org_id
+        ),
+        scopes: vec!["api".to_string(), "refresh_token".to_string()],
+        pkce: true,
+        signature_verified: true,
+        tokens: SealedTokens {
+            access_token: seal_for(
+                ring,
+                key,
+                SealedField::AccessToken,
+                &format!("access-{tag}"),
+            ),
+            access_issued_at: now,
+            access_expires_at: now + Duration::hours(2),
+            refresh_token: Some(seal_for(
+                ring,
+                key,
+                SealedField::RefreshToken,
+                &format!("refresh-{tag}"),
+            )),
+        },
+        now,
+    }
+}
+
+pub(super) fn refresh(
+    ring: &KeyRing,
+    key: &ConnectionKey,
+    tag: &str,
+    rotated: bool,
+    now: DateTime<Utc>,
+) -> RefreshWrite {
+    RefreshWrite {
+        access_token: seal_for(
+            ring,
+            key,
+            SealedField::AccessToken,
+            &format!("access-{tag}"),
+        ),
+        access_issued_at: now,
+        access_expires_at: now + Duration::hours(2),
+        refresh_token: rotated.then(|| {
+            seal_for(
+                ring,
+                key,
+                SealedField::RefreshToken,
+                &format!("refresh-{tag}"),
+            )
+        }),
+        instance_url: format!("https://{tag}.my.salesforce.com"),
+        refreshed_at: now,
+    }
+}
+
+pub(super) fn committed(outcome: CommitOutcome) -> crate::connection::Connection {
+    match outcome {
+        CommitOutcome::Committed(connection) => connection,
+        other => panic!("expected a commit, got {other:?}"),
+    }
+}
