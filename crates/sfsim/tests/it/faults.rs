@@ -1,0 +1,121 @@
+//! Fault injection: dropped connections after commit, status answers without processing,
+//! tampered identity URLs, delayed answers.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use sfsim::{Fault, FaultKind, FaultTarget};
+
+use crate::support::{assert_oauth_error, text, world};
+
+#[tokio::test]
+async fn a_dropped_refresh_response_is_a_connection_error_but_the_token_was_rotated() {
+    let world = world().await;
+    let first = world.tokens().await;
+    let old = text(&first, "refresh_token").to_owned();
+    world.sim.add_fault(Fault::once(
+        FaultTarget::TokenRefresh,
+        FaultKind::DropAfterProcessing,
+    ));
+    let outcome = world
+        .client
+        .post(format!(
+            "{}/services/oauth2/token",
+            world.sim.production_login_url()
+        ))
+        .timeout(Duration::from_secs(10))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", old.as_str()),
+            ("client_id", world.app.consumer_key.as_str()),
+            ("client_secret", world.app.consumer_secret.as_str()),
+        ])
+        .send()
+        .await;
+    let error = outcome.unwrap_err();
+    assert!(!error.is_timeout(), "{error:?}");
+    assert_eq!(
+        world.sim.counters().refresh_grants,
+        1,
+        "the rotation was committed"
+    );
+    let (status, body) = world.refresh(&old).await;
+    assert_oauth_error(
+        status,
+        &body,
+        "invalid_grant",
+        "expired access/refresh token",
+    );
+    assert_eq!(world.sim.counters().reuse_detections, 1);
+}
+
+#[tokio::test]
+async fn a_status_fault_answers_without_rotating() {
+    let world = world().await;
+    let first = world.tokens().await;
+    let token = text(&first, "refresh_token").to_owned();
+    world
+        .sim
+        .add_fault(Fault::once(FaultTarget::AnyToken, FaultKind::Status(503)));
+    let response = world
+        .client
+        .post(format!(
+            "{}/services/oauth2/token",
+            world.sim.production_login_url()
+        ))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", token.as_str()),
+            ("client_id", world.app.consumer_key.as_str()),
+            ("client_secret", world.app.consumer_secret.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let (status, body) = world.refresh(&token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn a_tampered_identity_no_longer_matches_the_signature() {
+    use base64::Engine;
+    use hmac::{KeyInit, Mac};
+    let world = world().await;
+    world.sim.add_fault(Fault::once(
+        FaultTarget::AnyToken,
+        FaultKind::TamperIdentity,
+    ));
+    let body = world.tokens().await;
+    let id = text(&body, "id");
+    assert!(!id.ends_with(&world.user.user_id));
+    assert!(id.contains(&world.org.org_id));
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(world.app.consumer_secret.as_bytes()).unwrap();
+    mac.update(id.as_bytes());
+    mac.update(text(&body, "issued_at").as_bytes());
+    let recomputed = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    assert_ne!(text(&body, "signature"), recomputed);
+}
+
+#[tokio::test]
+async fn a_rest_status_fault_is_scoped_to_its_org() {
+    let world = world().await;
+    let body = world.tokens().await;
+    let mut fault = Fault::once(FaultTarget::Rest, FaultKind::Status(500));
+    fault.org_id = Some("00Dnotthisorg".to_owned());
+    world.sim.add_fault(fault);
+    let access = text(&body, "access_token");
+    assert_eq!(
+        world.rest("/services/data/v59.0/limits", access).await.0,
+        StatusCode::OK
+    );
+    let mut fault = Fault::once(FaultTarget::Rest, FaultKind::Status(500));
+    fault.org_id = Some(world.org.org_id.clone());
+    world.sim.add_fault(fault);
+    assert_eq!(
+        world.rest("/services/data/v59.0/limits", access).await.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    world.sim.clear_faults();
+}
