@@ -1,0 +1,234 @@
+//! Connections on PostgreSQL: grants, reads, versioned refresh commits, state, deletion.
+//!
+//! Compare-and-swap writes are single `UPDATE … WHERE generation = $n RETURNING` statements;
+//! `save_grant` locks the existing row `FOR UPDATE` in a transaction, and a first insert that
+//! loses a race to another instance retries against the winner's row. This module must not
+//! read the clock (`now()`): every time is bound from the caller's values.
+
+use chrono::{DateTime, Utc};
+use forcelink_core::{
+    CommitOutcome, Connection, ConnectionKey, ConnectionState, GrantWrite, RefreshWrite,
+    SavedGrant, StoreError,
+};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::rows::{self, connection_columns, scopes_text, unavailable};
+
+/// How often `save_grant` retries after losing a first-insert race to another instance.
+const SAVE_GRANT_ATTEMPTS: usize = 3;
+
+pub(crate) async fn save_grant(
+    pool: &PgPool,
+    grant: &GrantWrite,
+) -> Result<SavedGrant, StoreError> {
+    for _attempt in 0..SAVE_GRANT_ATTEMPTS {
+        if let Some(saved) = try_save_grant(pool, grant).await? {
+            return Ok(saved);
+        }
+    }
+    Err(StoreError::Unavailable(
+        "postgres save_grant: the connection kept changing".into(),
+    ))
+}
+
+/// One attempt; `None` when another instance inserted the same key first.
+async fn try_save_grant(
+    pool: &PgPool,
+    grant: &GrantWrite,
+) -> Result<Option<SavedGrant>, StoreError> {
+    let mut transaction = pool
+        .begin()
+        .await
+        .map_err(unavailable("save_grant begin"))?;
+    let old = sqlx::query(
+        "SELECT id, access_token, access_issued_at, access_expires_at, refresh_token \
+         FROM connections WHERE org_id = $1 AND context = $2 FOR UPDATE",
+    )
+    .bind(grant.key.org_id.as_str())
+    .bind(grant.key.context.as_str())
+    .fetch_optional(&mut *transaction)
+    .await
+    .map_err(unavailable("save_grant read"))?;
+    let replaced = old.as_ref().map(rows::tokens).transpose()?;
+    let (query, id) = match &old {
+        Some(row) => (
+            sqlx::query(concat!(
+                "UPDATE connections SET user_id = $3, username = $4, instance_url = $5, \
+                 login_host = $6, identity_url = $7, scopes = $8, state = 'active', \
+                 state_cause = NULL, pkce = $9, rotation_seen = FALSE, signature_verified = $10, \
+                 updated_at = $11, last_refresh_at = NULL, generation = generation + 1, \
+                 access_token = $12, access_issued_at = $13, access_expires_at = $14, \
+                 refresh_token = $15 WHERE id = $16 AND org_id = $1 AND context = $2 RETURNING ",
+                connection_columns!()
+            )),
+            rows::uuid(row, "id")?,
+        ),
+        None => (
+            sqlx::query(concat!(
+                "INSERT INTO connections (org_id, context, user_id, username, instance_url, \
+                 login_host, identity_url, scopes, state, pkce, rotation_seen, \
+                 signature_verified, updated_at, access_token, access_issued_at, \
+                 access_expires_at, refresh_token, id, created_at, generation) VALUES ($1, $2, \
+                 $3, $4, $5, $6, $7, $8, 'active', $9, FALSE, $10, $11, $12, $13, $14, $15, $16, \
+                 $11, 1) ON CONFLICT (org_id, context) DO NOTHING RETURNING ",
+                connection_columns!()
+            )),
+            Uuid::new_v4(),
+        ),
+    };
+    let row = query
+        .bind(grant.key.org_id.as_str())
+        .bind(grant.key.context.as_str())
+        .bind(grant.user_id.as_str())
+        .bind(&grant.username)
+        .bind(&grant.instance_url)
+        .bind(grant.login_host.origin())
+        .bind(&grant.identity_url)
+        .bind(scopes_text(&grant.scopes))
+        .bind(grant.pkce)
+        .bind(grant.signature_verified)
+        .bind(grant.now)
+        .bind(grant.tokens.access_token.as_bytes())
+        .bind(grant.tokens.access_issued_at)
+        .bind(grant.tokens.access_expires_at)
+        .bind(
+            grant
+                .tokens
+                .refresh_token
+                .as_ref()
+                .map(|sealed| sealed.as_bytes()),
+        )
+        .bind(id)
+        .fetch_optional(&mut *transaction)
+        .await
+        .map_err(unavailable("save_grant write"))?;
+    let Some(row) = row else {
+        transaction
+            .rollback()
+            .await
+            .map_err(unavailable("save_grant rollback"))?;
+        return Ok(None);
+    };
+    let connection = rows::connection(&row)?;
+    transaction
+        .commit()
+        .await
+        .map_err(unavailable("save_grant commit"))?;
+    Ok(Some(SavedGrant {
+        connection,
+        replaced,
+    }))
+}
+
+pub(crate) async fn find(
+    pool: &PgPool,
+    key: &ConnectionKey,
+) -> Result<Option<Connection>, StoreError> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        connection_columns!(),
+        " FROM connections WHERE org_id = $1 AND context = $2"
+    ))
+    .bind(key.org_id.as_str())
+    .bind(key.context.as_str())
+    .fetch_optional(pool)
+    .await
+    .map_err(unavailable("connection"))?;
+    row.as_ref().map(rows::connection).transpose()
+}
+
+pub(crate) async fn list(pool: &PgPool) -> Result<Vec<Connection>, StoreError> {
+    let found = sqlx::query(concat!(
+        "SELECT ",
+        connection_columns!(),
+        " FROM connections ORDER BY org_id, context"
+    ))
+    .fetch_all(pool)
+    .await
+    .map_err(unavailable("connections"))?;
+    found.iter().map(rows::connection).collect()
+}
+
+pub(crate) async fn commit_refresh(
+    pool: &PgPool,
+    key: &ConnectionKey,
+    expected_generation: i64,
+    write: &RefreshWrite,
+) -> Result<CommitOutcome, StoreError> {
+    let row = sqlx::query(concat!(
+        "UPDATE connections SET access_token = $4, access_issued_at = $5, \
+         access_expires_at = $6, refresh_token = COALESCE($7::bytea, refresh_token), \
+         rotation_seen = rotation_seen OR $7::bytea IS NOT NULL, \
+         instance_url = $8, last_refresh_at = $9, updated_at = $9, generation = generation + 1 \
+         WHERE org_id = $1 AND context = $2 AND generation = $3 RETURNING ",
+        connection_columns!()
+    ))
+    .bind(key.org_id.as_str())
+    .bind(key.context.as_str())
+    .bind(expected_generation)
+    .bind(write.access_token.as_bytes())
+    .bind(write.access_issued_at)
+    .bind(write.access_expires_at)
+    .bind(write.refresh_token.as_ref().map(|sealed| sealed.as_bytes()))
+    .bind(&write.instance_url)
+    .bind(write.refreshed_at)
+    .fetch_optional(pool)
+    .await
+    .map_err(unavailable("commit_refresh"))?;
+    if let Some(row) = row {
+        return rows::connection(&row).map(CommitOutcome::Committed);
+    }
+    // Generations only grow, so a row found now at another generation was stale then too.
+    let current: Option<i64> =
+        sqlx::query_scalar("SELECT generation FROM connections WHERE org_id = $1 AND context = $2")
+            .bind(key.org_id.as_str())
+            .bind(key.context.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(unavailable("commit_refresh read"))?;
+    Ok(match current {
+        Some(current_generation) => CommitOutcome::Stale { current_generation },
+        None => CommitOutcome::Missing,
+    })
+}
+
+pub(crate) async fn set_state(
+    pool: &PgPool,
+    key: &ConnectionKey,
+    expected_generation: Option<i64>,
+    state: ConnectionState,
+    cause: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE connections SET state = $3, state_cause = $4, updated_at = $5 \
+         WHERE org_id = $1 AND context = $2 AND ($6::bigint IS NULL OR generation = $6)",
+    )
+    .bind(key.org_id.as_str())
+    .bind(key.context.as_str())
+    .bind(state.as_str())
+    .bind(cause)
+    .bind(now)
+    .bind(expected_generation)
+    .execute(pool)
+    .await
+    .map_err(unavailable("set_state"))?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub(crate) async fn delete(
+    pool: &PgPool,
+    key: &ConnectionKey,
+) -> Result<Option<Connection>, StoreError> {
+    let row = sqlx::query(concat!(
+        "DELETE FROM connections WHERE org_id = $1 AND context = $2 RETURNING ",
+        connection_columns!()
+    ))
+    .bind(key.org_id.as_str())
+    .bind(key.context.as_str())
+    .fetch_optional(pool)
+    .await
+    .map_err(unavailable("delete_connection"))?;
+    row.as_ref().map(rows::connection).transpose()
+}

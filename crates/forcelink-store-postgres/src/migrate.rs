@@ -1,0 +1,52 @@
+//! The PostgreSQL schema: embedded, numbered migrations and the "is the schema current" check.
+//!
+//! Migrations are append-only (`migrations/NNNN_name.sql`); never edit one that has shipped.
+//! This module must not hold data queries.
+
+use std::borrow::Cow;
+
+use forcelink_core::StoreError;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{PgPool, SqlSafeStr};
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        Cow::Borrowed("init"),
+        MigrationType::Simple,
+        include_str!("../migrations/0001_init.sql").into_sql_str(),
+        false,
+    )])
+}
+
+fn latest_version(migrator: &Migrator) -> i64 {
+    migrator
+        .iter()
+        .map(|migration| migration.version)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Applies pending migrations under sqlx's advisory lock, so instances may start together.
+pub(crate) async fn run(pool: &PgPool) -> Result<(), StoreError> {
+    migrator()
+        .run(pool)
+        .await
+        .map_err(|error| StoreError::Migration(format!("postgres: {error}")))
+}
+
+/// Reachable, and every migration this build knows has been applied.
+pub(crate) async fn check_current(pool: &PgPool) -> Result<(), StoreError> {
+    let applied: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await
+            .map_err(crate::rows::unavailable("ping"))?;
+    let needed = latest_version(&migrator());
+    if applied < needed {
+        return Err(StoreError::Migration(format!(
+            "schema is at version {applied}, this build needs {needed}; restart to migrate"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! Reading PostgreSQL rows back into domain types, and the encodings both directions share
+//! (scopes as space-separated text).
+//!
+//! A value that does not parse is `StoreError::Corrupt` naming the column; sealed bytes and
+//! bound values never appear in an error. This module must not run queries.
+
+use chrono::{DateTime, Utc};
+use forcelink_core::{
+    Connection, ConnectionContext, ConnectionKey, ConnectionState, LoginHost, OrgId,
+    PendingAuthorization, Sealed, SealedTokens, StoreError, UserId,
+};
+use sqlx::postgres::PgRow;
+use sqlx::{Decode, Postgres, Row, Type};
+use uuid::Uuid;
+
+/// The columns of `connections`, in the order every query selects them.
+macro_rules! connection_columns {
+    () => {
+        "id, org_id, context, user_id, username, instance_url, login_host, identity_url, \
+         scopes, state, state_cause, pkce, rotation_seen, signature_verified, created_at, \
+         updated_at, last_refresh_at, generation, access_token, access_issued_at, \
+         access_expires_at, refresh_token"
+    };
+}
+pub(crate) use connection_columns;
+
+/// The columns of `pending_authorizations`.
+macro_rules! pending_columns {
+    () => {
+        "state_hash, verifier, expected_org, context, login_host, redirect_uri, created_at, \
+         expires_at"
+    };
+}
+pub(crate) use pending_columns;
+
+/// Maps a driver error to `Unavailable`, naming the operation but no bound value.
+pub(crate) fn unavailable(operation: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |error| StoreError::Unavailable(format!("postgres {operation}: {error}"))
+}
+
+pub(crate) fn corrupt(column: &str, problem: &str) -> StoreError {
+    StoreError::Corrupt(format!("postgres column {column}: {problem}"))
+}
+
+pub(crate) fn scopes_text(scopes: &[String]) -> String {
+    scopes.join(" ")
+}
+
+fn get<'r, T>(row: &'r PgRow, column: &'static str) -> Result<T, StoreError>
+where
+    T: Decode<'r, Postgres> + Type<Postgres>,
+{
+    row.try_get(column)
+        .map_err(|error| corrupt(column, &error.to_string()))
+}
+
+pub(crate) fn uuid(row: &PgRow, column: &'static str) -> Result<Uuid, StoreError> {
+    get(row, column)
+}
+
+pub(crate) fn text(row: &PgRow, column: &'static str) -> Result<String, StoreError> {
+    get(row, column)
+}
+
+/// Sealed bytes; the error never carries them.
+fn sealed(row: &PgRow, column: &'static str) -> Result<Sealed, StoreError> {
+    let bytes: Vec<u8> = row
+        .try_get(column)
+        .map_err(|_| corrupt(column, "not bytes"))?;
+    Ok(Sealed::from_stored(bytes))
+}
+
+fn optional_sealed(row: &PgRow, column: &'static str) -> Result<Option<Sealed>, StoreError> {
+    let bytes: Option<Vec<u8>> = row
+        .try_get(column)
+        .map_err(|_| corrupt(column, "not bytes"))?;
+    Ok(bytes.map(Sealed::from_stored))
+}
+
+fn time(row: &PgRow, column: &'static str) -> Result<DateTime<Utc>, StoreError> {
+    get(row, column)
+}
+
+fn optional_time(row: &PgRow, column: &'static str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    get(row, column)
+}
+
+fn login_host(row: &PgRow, column: &'static str) -> Result<LoginHost, StoreError> {
+    LoginHost::parse(&get::<String>(row, column)?)
+        .ok_or_else(|| corrupt(column, "not a login host url"))
+}
+
+fn context(row: &PgRow, column: &'static str) -> Result<ConnectionContext, StoreError> {
+    ConnectionContext::parse(&get::<String>(row, column)?)
+        .map_err(|error| corrupt(column, &error.to_string()))
+}
+
+pub(crate) fn org_id(row: &PgRow, column: &'static str) -> Result<OrgId, StoreError> {
+    OrgId::parse(&get::<String>(row, column)?).map_err(|error| corrupt(column, &error.to_string()))
+}
+
+/// The key of a `connections` row.
+pub(crate) fn connection_key(row: &PgRow) -> Result<ConnectionKey, StoreError> {
+    Ok(ConnectionKey::new(
+        org_id(row, "org_id")?,
+        context(row, "context")?,
+    ))
+}
+
+/// The token columns of a `connections` row.
+pub(crate) fn tokens(row: &PgRow) -> Result<SealedTokens, StoreError> {
+    Ok(SealedTokens {
+        access_token: sealed(row, "access_token")?,
+        access_issued_at: time(row, "access_issued_at")?,
+        access_expires_at: time(row, "access_expires_at")?,
+        refresh_token: optional_sealed(row, "refresh_token")?,
+    })
+}
+
+/// A full `connections` row, selected with `connection_columns!()`.
+pub(crate) fn connection(row: &PgRow) -> Result<Connection, StoreError> {
+    let id: Uuid = get(row, "id")?;
+    let state_text: String = get(row, "state")?;
+    let state =
+        ConnectionState::parse(&state_text).ok_or_else(|| corrupt("state", "unknown state"))?;
+    let scopes: String = get(row, "scopes")?;
+    Ok(Connection {
+        id,
+        key: connection_key(row)?,
+        user_id: UserId::parse(&get::<String>(row, "user_id")?)
+            .map_err(|error| corrupt("user_id", &error.to_string()))?,
+        username: get(row, "username")?,
+        instance_url: get(row, "instance_url")?,
+        login_host: login_host(row, "login_host")?,
+        identity_url: get(row, "identity_url")?,
+        scopes: scopes.split_whitespace().map(str::to_string).collect(),
+        state,
+        state_cause: get(row, "state_cause")?,
+        pkce: get(row, "pkce")?,
+        rotation_seen: get(row, "rotation_seen")?,
+        signature_verified: get(row, "signature_verified")?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+        last_refresh_at: optional_time(row, "last_refresh_at")?,
+        generation: get(row, "generation")?,
+        tokens: tokens(row)?,
+    })
+}
+
+/// The expiry of a `pending_authorizations` row, read before anything else.
+pub(crate) fn pending_expires_at(row: &PgRow) -> Result<DateTime<Utc>, StoreError> {
+    time(row, "expires_at")
+}
+
+/// A full `pending_authorizations` row, selected with `pending_columns!()`.
+pub(crate) fn pending(row: &PgRow) -> Result<PendingAuthorization, StoreError> {
+    let expected_org = get::<Option<String>>(row, "expected_org")?
+        .map(|text| {
+            OrgId::parse(&text).map_err(|error| corrupt("expected_org", &error.to_string()))
+        })
+        .transpose()?;
+    Ok(PendingAuthorization {
+        state_hash: get(row, "state_hash")?,
+        verifier: sealed(row, "verifier")?,
+        expected_org,
+        context: context(row, "context")?,
+        login_host: login_host(row, "login_host")?,
+        redirect_uri: get(row, "redirect_uri")?,
+        created_at: time(row, "created_at")?,
+        expires_at: time(row, "expires_at")?,
+    })
+}

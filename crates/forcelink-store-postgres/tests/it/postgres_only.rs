@@ -1,0 +1,125 @@
+//! PostgreSQL-specific behaviour: instances starting together on one database migrate once,
+//! and racing instances commit one refresh. Must not rely on another test's database.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use forcelink_core::{
+    CommitOutcome, ConnectionContext, ConnectionKey, GrantWrite, KeyRing, LoginHost, OrgId,
+    RefreshWrite, SealedField, SealedRef, SealedTokens, Store, UserId,
+};
+use forcelink_store_postgres::PostgresStore;
+
+use crate::database::{server_url, with_database};
+
+fn at(seconds: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(1_800_000_000_000).unwrap() + Duration::seconds(seconds)
+}
+
+fn api_key() -> ConnectionKey {
+    ConnectionKey::new(
+        OrgId::parse("00D000000000062").unwrap(),
+        ConnectionContext::api(),
+    )
+}
+
+fn seal(ring: &KeyRing, field: SealedField, plain: &str) -> forcelink_core::Sealed {
+    ring.seal(
+        plain.as_bytes(),
+        &SealedRef::connection(&api_key(), field).aad(),
+    )
+}
+
+fn grant(ring: &KeyRing) -> GrantWrite {
+    GrantWrite {
+        key: api_key(),
+        user_id: UserId::parse("005000000000001").unwrap(),
+        username: "admin@example.com".to_string(),
+        instance_url: "https://acme.my.salesforce.com".to_string(),
+        login_host: LoginHost::parse("https://login.salesforce.com").unwrap(),
+        identity_url: "https://login.salesforce.com/id/00D000000000062EAA/005000000000001AAA"
+            .to_string(),
+        scopes: vec!["api".to_string()],
+        pkce: true,
+        signature_verified: true,
+        tokens: SealedTokens {
+            access_token: seal(ring, SealedField::AccessToken, "access"),
+            access_issued_at: at(0),
+            access_expires_at: at(7200),
+            refresh_token: Some(seal(ring, SealedField::RefreshToken, "refresh")),
+        },
+        now: at(0),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_starting_together_migrate_once_and_race_one_commit() {
+    let Some(server) = server_url() else { return };
+    with_database(&server, |url| async move {
+        let mut starting = Vec::new();
+        for _ in 0..4 {
+            let url = url.clone();
+            starting.push(tokio::spawn(async move {
+                PostgresStore::connect(&url, 3).await
+            }));
+        }
+        let mut instances = Vec::new();
+        for handle in starting {
+            instances.push(handle.await.unwrap().unwrap());
+        }
+        let key = KeyRing::generate_key();
+        let ring = std::sync::Arc::new(KeyRing::new([("k1", &key)], "k1").unwrap());
+        instances[0].save_grant(&grant(&ring)).await.unwrap();
+        let mut racing = Vec::new();
+        for (index, store) in instances.iter().cycle().take(12).enumerate() {
+            let (store, ring) = (store.clone(), std::sync::Arc::clone(&ring));
+            racing.push(tokio::spawn(async move {
+                let write = RefreshWrite {
+                    access_token: seal(&ring, SealedField::AccessToken, &format!("a{index}")),
+                    access_issued_at: at(1),
+                    access_expires_at: at(7201),
+                    refresh_token: None,
+                    instance_url: "https://acme.my.salesforce.com".to_string(),
+                    refreshed_at: at(1),
+                };
+                store.commit_refresh(&api_key(), 1, &write).await.unwrap()
+            }));
+        }
+        let mut winners = 0;
+        for handle in racing {
+            if let CommitOutcome::Committed(_) = handle.await.unwrap() {
+                winners += 1;
+            }
+        }
+        assert_eq!(winners, 1);
+        for store in &instances {
+            store.ping().await.unwrap();
+            store.close().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_first_grants_for_one_key_make_one_connection() {
+    let Some(server) = server_url() else { return };
+    with_database(&server, |url| async move {
+        let store = PostgresStore::connect(&url, 6).await.unwrap();
+        let key = KeyRing::generate_key();
+        let ring = std::sync::Arc::new(KeyRing::new([("k1", &key)], "k1").unwrap());
+        let mut saving = Vec::new();
+        for _ in 0..6 {
+            let (store, ring) = (store.clone(), std::sync::Arc::clone(&ring));
+            saving.push(tokio::spawn(async move {
+                store.save_grant(&grant(&ring)).await
+            }));
+        }
+        let mut generations = Vec::new();
+        for handle in saving {
+            generations.push(handle.await.unwrap().unwrap().connection.generation);
+        }
+        generations.sort_unstable();
+        assert_eq!(generations, (1..=6).collect::<Vec<i64>>());
+        assert_eq!(store.connections().await.unwrap().len(), 1);
+        store.close().await;
+    })
+    .await;
+}

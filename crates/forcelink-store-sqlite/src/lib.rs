@@ -1,0 +1,151 @@
+//! forcelink's `Store` on SQLite: the embedded default, one file shared by any number of
+//! processes on one machine.
+//!
+//! Every read-then-write is a single `UPDATE/DELETE … RETURNING` statement or a
+//! `BEGIN IMMEDIATE` transaction, so concurrent processes never lose or double-apply a write.
+//! Times are always bound from Rust, never taken from SQLite's clock. This crate must not hold
+//! plaintext tokens (it sees only `Sealed` bytes) and must not put bound values in errors.
+
+mod connections;
+mod migrate;
+mod pending;
+mod rows;
+mod sealed;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use forcelink_core::{
+    CommitOutcome, Connection, ConnectionKey, ConnectionState, GrantWrite, PendingAuthorization,
+    RefreshWrite, SavedGrant, Sealed, SealedPage, SealedRef, Store, StoreError,
+};
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+/// How long a statement waits for another process's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_CONNECTIONS: u32 = 8;
+
+/// The SQLite store. Cheap to clone; clones share one pool.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file at `path` and brings its schema up to
+    /// date.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        Self::connect_with(SqliteConnectOptions::new().filename(path)).await
+    }
+
+    /// Opens a `sqlite://…` URL with the same settings as `open`.
+    pub async fn open_url(url: &str) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|error| StoreError::Unavailable(format!("invalid sqlite url: {error}")))?;
+        Self::connect_with(options).await
+    }
+
+    async fn connect_with(options: SqliteConnectOptions) -> Result<SqliteStore, StoreError> {
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await
+            .map_err(rows::unavailable("open"))?;
+        migrate::run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// The underlying pool, for tests and operator tooling in this crate.
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        migrate::check_current(self.pool()).await
+    }
+
+    async fn insert_pending(&self, pending: &PendingAuthorization) -> Result<(), StoreError> {
+        pending::insert(self.pool(), pending).await
+    }
+
+    async fn take_pending(
+        &self,
+        state_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PendingAuthorization>, StoreError> {
+        pending::take(self.pool(), state_hash, now).await
+    }
+
+    async fn purge_expired_pending(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        pending::purge_expired(self.pool(), now).await
+    }
+
+    async fn save_grant(&self, grant: &GrantWrite) -> Result<SavedGrant, StoreError> {
+        connections::save_grant(self.pool(), grant).await
+    }
+
+    async fn connection(&self, key: &ConnectionKey) -> Result<Option<Connection>, StoreError> {
+        connections::find(self.pool(), key).await
+    }
+
+    async fn connections(&self) -> Result<Vec<Connection>, StoreError> {
+        connections::list(self.pool()).await
+    }
+
+    async fn commit_refresh(
+        &self,
+        key: &ConnectionKey,
+        expected_generation: i64,
+        write: &RefreshWrite,
+    ) -> Result<CommitOutcome, StoreError> {
+        connections::commit_refresh(self.pool(), key, expected_generation, write).await
+    }
+
+    async fn set_state(
+        &self,
+        key: &ConnectionKey,
+        expected_generation: Option<i64>,
+        state: ConnectionState,
+        cause: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        connections::set_state(self.pool(), key, expected_generation, state, cause, now).await
+    }
+
+    async fn delete_connection(
+        &self,
+        key: &ConnectionKey,
+    ) -> Result<Option<Connection>, StoreError> {
+        connections::delete(self.pool(), key).await
+    }
+
+    async fn sealed_values(
+        &self,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<SealedPage, StoreError> {
+        sealed::page(self.pool(), cursor, limit).await
+    }
+
+    async fn replace_sealed(
+        &self,
+        reference: &SealedRef,
+        expected: &Sealed,
+        replacement: &Sealed,
+    ) -> Result<bool, StoreError> {
+        sealed::replace(self.pool(), reference, expected, replacement).await
+    }
+}

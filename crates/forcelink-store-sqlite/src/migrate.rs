@@ -1,0 +1,57 @@
+//! The SQLite schema: embedded, numbered migrations and the "is the schema current" check.
+//!
+//! Migrations are append-only (`migrations/NNNN_name.sql`); never edit one that has shipped.
+//! This module must not hold data queries.
+
+use std::borrow::Cow;
+
+use forcelink_core::StoreError;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{SqlSafeStr, SqlitePool};
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        Cow::Borrowed("init"),
+        MigrationType::Simple,
+        include_str!("../migrations/0001_init.sql").into_sql_str(),
+        false,
+    )])
+}
+
+fn latest_version(migrator: &Migrator) -> i64 {
+    migrator
+        .iter()
+        .map(|migration| migration.version)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Applies pending migrations. SQLite's migrator takes no lock, so a process that loses a
+/// race with another migrating the same file fails once; the retry then finds it applied.
+pub(crate) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
+    let migrator = migrator();
+    if migrator.run(pool).await.is_ok() {
+        return Ok(());
+    }
+    migrator
+        .run(pool)
+        .await
+        .map_err(|error| StoreError::Migration(format!("sqlite: {error}")))
+}
+
+/// Reachable, and every migration this build knows has been applied.
+pub(crate) async fn check_current(pool: &SqlitePool) -> Result<(), StoreError> {
+    let applied: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await
+            .map_err(crate::rows::unavailable("ping"))?;
+    let needed = latest_version(&migrator());
+    if applied < needed {
+        return Err(StoreError::Migration(format!(
+            "schema is at version {applied}, this build needs {needed}; restart to migrate"
+        )));
+    }
+    Ok(())
+}

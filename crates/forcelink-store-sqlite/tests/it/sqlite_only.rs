@@ -1,0 +1,216 @@
+//! SQLite-specific behaviour: two pools on one file (as two processes), idempotent
+//! migrations, WAL journal, plaintext never on disk, corrupt rows reported by column.
+//! Must not rely on another test's file.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use forcelink_core::{
+    CommitOutcome, ConnectionContext, ConnectionKey, GrantWrite, KeyRing, LoginHost, OrgId,
+    RefreshWrite, SealedField, SealedRef, SealedTokens, Store, StoreError, UserId,
+};
+use forcelink_store_sqlite::SqliteStore;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+
+fn ring() -> KeyRing {
+    let key = KeyRing::generate_key();
+    KeyRing::new([("k1", &key)], "k1").unwrap()
+}
+
+fn at(seconds: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(1_800_000_000_000).unwrap() + Duration::seconds(seconds)
+}
+
+fn api_key() -> ConnectionKey {
+    ConnectionKey::new(
+        OrgId::parse("00D000000000062").unwrap(),
+        ConnectionContext::api(),
+    )
+}
+
+fn seal(ring: &KeyRing, field: SealedField, plain: &str) -> forcelink_core::Sealed {
+    ring.seal(
+        plain.as_bytes(),
+        &SealedRef::connection(&api_key(), field).aad(),
+    )
+}
+
+fn grant(ring: &KeyRing, access: &str, refresh: &str) -> GrantWrite {
+    GrantWrite {
+        key: api_key(),
+        user_id: UserId::parse("005000000000001").unwrap(),
+        username: "visible-username@example.com".to_string(),
+        instance_url: "https://acme.my.salesforce.com".to_string(),
+        login_host: LoginHost::parse("https://login.salesforce.com").unwrap(),
+        identity_url: "https://login.salesforce.com/id/00D000000000062EAA/005000000000001AAA"
+            .to_string(),
+        scopes: vec!["api".to_string(), "refresh_token".to_string()],
+        pkce: true,
+        signature_verified: false,
+        tokens: SealedTokens {
+            access_token: seal(ring, SealedField::AccessToken, access),
+            access_issued_at: at(0),
+            access_expires_at: at(7200),
+            refresh_token: Some(seal(ring, SealedField::RefreshToken, refresh)),
+        },
+        now: at(0),
+    }
+}
+
+fn temp_db() -> (tempfile::TempDir, PathBuf) {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("forcelink.db");
+    (directory, path)
+}
+
+async fn raw_connection(path: &Path) -> sqlx::SqliteConnection {
+    SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pools_on_one_file_racing_commit_refresh_have_one_winner() {
+    let (_directory, path) = temp_db();
+    let first = SqliteStore::open(&path).await.unwrap();
+    let second = SqliteStore::open(&path).await.unwrap();
+    let ring = std::sync::Arc::new(ring());
+    first
+        .save_grant(&grant(&ring, "access-0", "refresh-0"))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for index in 0..10 {
+        let store = if index % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        let ring = std::sync::Arc::clone(&ring);
+        tasks.push(tokio::spawn(async move {
+            let write = RefreshWrite {
+                access_token: seal(&ring, SealedField::AccessToken, &format!("access-{index}")),
+                access_issued_at: at(index),
+                access_expires_at: at(index + 7200),
+                refresh_token: Some(seal(&ring, SealedField::RefreshToken, "rotated")),
+                instance_url: "https://acme.my.salesforce.com".to_string(),
+                refreshed_at: at(index),
+            };
+            store.commit_refresh(&api_key(), 1, &write).await.unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            CommitOutcome::Committed(connection) => {
+                winners += 1;
+                assert_eq!(connection.generation, 2);
+            }
+            CommitOutcome::Stale { current_generation } => assert_eq!(current_generation, 2),
+            CommitOutcome::Missing => panic!("connection vanished"),
+        }
+    }
+    assert_eq!(winners, 1);
+    // A grant through one pool replaces what the other wrote, atomically.
+    let saved = second
+        .save_grant(&grant(&ring, "access-9", "refresh-9"))
+        .await
+        .unwrap();
+    assert_eq!(saved.connection.generation, 3);
+    assert!(saved.replaced.is_some());
+}
+
+#[tokio::test]
+async fn opening_twice_runs_migrations_once_and_keeps_data() {
+    let (_directory, path) = temp_db();
+    let ring = ring();
+    let first = SqliteStore::open(&path).await.unwrap();
+    first.save_grant(&grant(&ring, "a", "r")).await.unwrap();
+    first.ping().await.unwrap();
+    let again = SqliteStore::open(&path).await.unwrap();
+    again.ping().await.unwrap();
+    assert_eq!(again.connections().await.unwrap().len(), 1);
+    let url = format!("sqlite://{}", path.display());
+    let by_url = SqliteStore::open_url(&url).await.unwrap();
+    assert_eq!(by_url.connections().await.unwrap().len(), 1);
+    let mut raw = raw_connection(&path).await;
+    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(applied, 1);
+}
+
+#[tokio::test]
+async fn database_is_in_wal_mode_with_foreign_keys_on() {
+    let (_directory, path) = temp_db();
+    let _store = SqliteStore::open(&path).await.unwrap();
+    let mut raw = raw_connection(&path).await;
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(mode.to_lowercase(), "wal");
+    raw.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn token_plaintext_never_reaches_the_database_files() {
+    let (directory, path) = temp_db();
+    let ring = ring();
+    let store = SqliteStore::open(&path).await.unwrap();
+    store
+        .save_grant(&grant(
+            &ring,
+            "ACCESS-PLAINTEXT-7f3a",
+            "REFRESH-PLAINTEXT-9c1e",
+        ))
+        .await
+        .unwrap();
+    drop(store);
+    let mut everything = Vec::new();
+    for entry in std::fs::read_dir(directory.path()).unwrap() {
+        everything.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    let contains = |needle: &str| {
+        everything
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+    };
+    assert!(
+        contains("visible-username@example.com"),
+        "read the wrong files"
+    );
+    assert!(!contains("ACCESS-PLAINTEXT-7f3a"));
+    assert!(!contains("REFRESH-PLAINTEXT-9c1e"));
+}
+
+#[tokio::test]
+async fn unreadable_rows_are_corrupt_errors_naming_the_column() {
+    let (_directory, path) = temp_db();
+    let ring = ring();
+    let store = SqliteStore::open(&path).await.unwrap();
+    store.save_grant(&grant(&ring, "a", "r")).await.unwrap();
+    let mut raw = raw_connection(&path).await;
+    for (statement, column) in [
+        ("UPDATE connections SET state = 'exploded'", "state"),
+        (
+            "UPDATE connections SET state = 'active', login_host = 'not a url'",
+            "login_host",
+        ),
+        (
+            "UPDATE connections SET login_host = 'https://x.example', org_id = 'zzz'",
+            "org_id",
+        ),
+    ] {
+        sqlx::query(statement).execute(&mut raw).await.unwrap();
+        match store.connections().await {
+            Err(StoreError::Corrupt(message)) => assert!(message.contains(column), "{message}"),
+            other => panic!("expected corrupt {column}, got {other:?}"),
+        }
+    }
+}
