@@ -1,0 +1,200 @@
+//! The HTTP client for Salesforce's OAuth endpoints.
+//!
+//! A connect failure means the request was never sent (safe to retry); a timeout or a dropped
+//! connection after sending means the outcome is unknown, which under rotation is not the same
+//! thing. Redirects are never followed on token calls.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use forcelink_core::salesforce::classify_token_error;
+use forcelink_core::{
+    AccessToken, CodeExchange, Identity, LoginHost, RefreshGrant, SalesforceError, SalesforceOAuth,
+    TokenResponse,
+};
+
+use crate::wire::{RawError, RawIdentity, RawToken};
+
+/// How the client reaches Salesforce.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Upper bound on one request, connect to last byte.
+    pub timeout: Duration,
+    /// Local address to send from (egress pinning), if any.
+    pub local_address: Option<IpAddr>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            local_address: None,
+        }
+    }
+}
+
+/// Talks to Salesforce login hosts, My Domains and identity URLs.
+#[derive(Debug, Clone)]
+pub struct SalesforceClient {
+    http: reqwest::Client,
+}
+
+impl SalesforceClient {
+    pub fn new(options: &ClientOptions) -> Result<Self, String> {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(options.timeout)
+            .connect_timeout(options.timeout.min(Duration::from_secs(10)))
+            .local_address(options.local_address)
+            .user_agent(concat!("forcelink/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| format!("cannot build the http client: {error}"))?;
+        Ok(Self { http })
+    }
+
+    async fn token_call(
+        &self,
+        host: &LoginHost,
+        form: &[(&str, &str)],
+        refresh: bool,
+    ) -> Result<TokenResponse, SalesforceError> {
+        let response = self
+            .http
+            .post(host.endpoint("/services/oauth2/token"))
+            .header("Accept", "application/json")
+            .form(form)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let body = response.text().await.map_err(transport_error)?;
+        if !(200..300).contains(&status) {
+            return Err(classify_token_error(status, &body, refresh));
+        }
+        serde_json::from_str::<RawToken>(&body)
+            .map(RawToken::into_response)
+            .map_err(|_| SalesforceError::Protocol {
+                detail: "token response is not the expected JSON".into(),
+            })
+    }
+}
+
+/// Sorts a transport failure: never sent (unavailable) or sent and lost (outcome unknown).
+fn transport_error(error: reqwest::Error) -> SalesforceError {
+    if error.is_connect() {
+        SalesforceError::Unavailable {
+            status: None,
+            detail: "cannot connect".into(),
+        }
+    } else if error.is_timeout() {
+        SalesforceError::OutcomeUnknown {
+            detail: "request timed out".into(),
+        }
+    } else {
+        SalesforceError::OutcomeUnknown {
+            detail: "connection lost before the answer arrived".into(),
+        }
+    }
+}
+
+#[async_trait]
+impl SalesforceOAuth for SalesforceClient {
+    async fn exchange_code(
+        &self,
+        request: CodeExchange<'_>,
+    ) -> Result<TokenResponse, SalesforceError> {
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", request.code.expose()),
+            ("client_id", request.client.client_id.as_str()),
+            ("redirect_uri", request.redirect_uri),
+            ("code_verifier", request.verifier.expose()),
+        ];
+        // A public client must not send a secret; a confidential one must.
+        if let Some(secret) = &request.client.client_secret {
+            form.push(("client_secret", secret.expose()));
+        }
+        self.token_call(request.login_host, &form, false).await
+    }
+
+    async fn refresh(&self, request: RefreshGrant<'_>) -> Result<TokenResponse, SalesforceError> {
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", request.refresh_token.expose()),
+            ("client_id", request.client.client_id.as_str()),
+        ];
+        if let Some(secret) = &request.client.client_secret {
+            form.push(("client_secret", secret.expose()));
+        }
+        self.token_call(request.login_host, &form, true).await
+    }
+
+    async fn revoke(&self, login_host: &LoginHost, token: &str) -> Result<(), SalesforceError> {
+        let response = self
+            .http
+            .post(login_host.endpoint("/services/oauth2/revoke"))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        if status >= 500 {
+            return Err(SalesforceError::Unavailable {
+                status: Some(status),
+                detail: "revoke failed".into(),
+            });
+        }
+        let body = response.text().await.unwrap_or_default();
+        let parsed: Option<RawError> = serde_json::from_str(&body).ok();
+        Err(SalesforceError::AuthorizationRejected {
+            error: parsed
+                .as_ref()
+                .and_then(|e| e.error.clone())
+                .unwrap_or_else(|| "invalid_token".into()),
+            description: parsed.and_then(|e| e.error_description).unwrap_or_default(),
+        })
+    }
+
+    async fn identity(
+        &self,
+        identity_url: &str,
+        access_token: &AccessToken,
+    ) -> Result<Identity, SalesforceError> {
+        let response = self
+            .http
+            .get(identity_url)
+            .bearer_auth(access_token.expose())
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status().as_u16();
+        match status {
+            200..=299 => {}
+            401 | 403 => return Err(SalesforceError::InvalidSession),
+            500.. => {
+                return Err(SalesforceError::Unavailable {
+                    status: Some(status),
+                    detail: "identity failed".into(),
+                });
+            }
+            _ => {
+                return Err(SalesforceError::Protocol {
+                    detail: format!("identity answered {status}"),
+                });
+            }
+        }
+        let raw: RawIdentity = response
+            .json()
+            .await
+            .map_err(|_| SalesforceError::Protocol {
+                detail: "identity is not the expected JSON".into(),
+            })?;
+        raw.into_identity()
+    }
+}
