@@ -1,0 +1,201 @@
+//! Wiring only: builds the store, the Salesforce client, the key ring and the broker from the
+//! config, and serves the router on a listener it is given (the bootstrap seam tests use with
+//! port 0). No business logic lives here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use chrono::Duration;
+use forcelink_core::{
+    Broker, BrokerSettings, ClientCredentials, ClientSecret, Clock, KeyRing, SecretBytes, Store,
+};
+use forcelink_salesforce::{ClientOptions, SalesforceClient};
+use forcelink_store_postgres::PostgresStore;
+use forcelink_store_sqlite::SqliteStore;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, KeysConfig, StoreConfig};
+use crate::hosts::LoginHostPolicy;
+use crate::http::{self, AppState};
+
+/// Where the store lives, parsed from `store.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl StoreLocation {
+    pub fn parse(url: &str) -> anyhow::Result<Self> {
+        let url = url.trim();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(url.to_string()));
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        if path.is_empty() {
+            return Err(anyhow!(
+                "store.url is empty: use sqlite:PATH or postgres://USER@HOST/DB"
+            ));
+        }
+        Ok(Self::Sqlite(PathBuf::from(path)))
+    }
+}
+
+pub async fn open_store(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
+    match StoreLocation::parse(&config.url)? {
+        StoreLocation::Sqlite(path) => {
+            let store = SqliteStore::open(&path).await.with_context(|| {
+                format!(
+                    "cannot open the SQLite store at {}: check the path is writable",
+                    path.display()
+                )
+            })?;
+            Ok(Arc::new(store))
+        }
+        StoreLocation::Postgres(url) => {
+            let store = PostgresStore::connect(&url, config.max_connections)
+                .await
+                .context(
+                    "cannot open the PostgreSQL store: check store.url and that the server is up",
+                )?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+pub fn key_ring(config: &KeysConfig) -> anyhow::Result<KeyRing> {
+    let keys: Vec<(String, SecretBytes)> = config
+        .ring
+        .iter()
+        .map(|(id, key)| (id.clone(), SecretBytes::new(key.0.clone().into_bytes())))
+        .collect();
+    KeyRing::new(
+        keys.iter().map(|(id, key)| (id.as_str(), key)),
+        &config.active,
+    )
+    .map_err(|error| anyhow!("key ring: {error}"))
+}
+
+pub fn broker_settings(config: &Config, hosts: &LoginHostPolicy) -> BrokerSettings {
+    let salesforce = &config.salesforce;
+    BrokerSettings {
+        client: ClientCredentials {
+            client_id: salesforce.client_id.clone(),
+            client_secret: salesforce
+                .client_secret
+                .as_ref()
+                .map(|s| ClientSecret::new(s.0.clone())),
+        },
+        redirect_uri: config.callback_url(),
+        scopes: salesforce.scopes.clone(),
+        production_host: hosts.production.clone(),
+        sandbox_host: hosts.sandbox.clone(),
+        state_ttl: Duration::minutes(i64::from(salesforce.state_ttl_minutes)),
+        session_timeout: Duration::minutes(i64::from(salesforce.session_timeout_minutes)),
+        refresh_margin: Duration::seconds(i64::from(salesforce.refresh_margin_seconds)),
+    }
+}
+
+/// Everything built from a config.
+#[derive(Debug, Clone)]
+pub struct Wiring {
+    pub broker: Arc<Broker>,
+    pub hosts: Arc<LoginHostPolicy>,
+}
+
+pub async fn wire(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Wiring> {
+    config.validate_keys()?;
+    let ring = Arc::new(key_ring(&config.keys)?);
+    let hosts = Arc::new(LoginHostPolicy::from_config(&config.salesforce)?);
+    let store = open_store(&config.store).await?;
+    let options = ClientOptions {
+        timeout: std::time::Duration::from_secs(u64::from(
+            config.salesforce.request_timeout_seconds,
+        )),
+        local_address: None,
+    };
+    let salesforce = Arc::new(SalesforceClient::new(&options).map_err(|e| anyhow!(e))?);
+    let broker = Arc::new(Broker::new(
+        store,
+        salesforce,
+        ring,
+        clock,
+        broker_settings(config, &hosts),
+    ));
+    Ok(Wiring { broker, hosts })
+}
+
+/// A server running in this process.
+#[derive(Debug)]
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub wiring: Wiring,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+    /// Stops accepting, lets requests in flight finish, and waits.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        self.task
+            .await
+            .context("server task failed")?
+            .context("server failed")
+    }
+    /// Waits until the server ends on its own.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task
+            .await
+            .context("server task failed")?
+            .context("server failed")
+    }
+}
+
+/// Serves forcelink on `listener` with an already built wiring.
+pub fn serve(
+    config: &Config,
+    wiring: Wiring,
+    listener: TcpListener,
+) -> anyhow::Result<RunningServer> {
+    let addr = listener.local_addr().context("listener has no address")?;
+    let admin_key = config
+        .admin
+        .api_key
+        .as_ref()
+        .map(|k| k.0.as_str())
+        .unwrap_or("");
+    let state = AppState {
+        broker: wiring.broker.clone(),
+        hosts: wiring.hosts.clone(),
+        admin_key_hash: http::auth::key_hash(admin_key),
+        public_url: config.server.public_url.clone(),
+    };
+    let router = http::router(state);
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    Ok(RunningServer {
+        addr,
+        wiring,
+        shutdown: Some(shutdown),
+        task,
+    })
+}

@@ -1,0 +1,254 @@
+//! The command line: `serve`, `demo`, `connections`, `keys`, `config check`.
+//!
+//! Each command loads the config the same way and fails with a message that says how to fix
+//! what is wrong. Output for people goes to stdout; logs go to stderr.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use forcelink_core::{ConnectionContext, ConnectionKey, KeyRing, OrgId, SystemClock};
+
+use crate::app;
+use crate::config::Config;
+use crate::http::api::ConnectionView;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "forcelink",
+    version,
+    about = "Salesforce connection broker: PKCE, refresh token rotation, idle TTL, IP allow lists"
+)]
+pub struct Cli {
+    /// Config file (TOML). Also FORCELINK_CONFIG. Settings can be overridden by FORCELINK_SECTION__KEY.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Log as JSON lines.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API and the connect flow.
+    Serve,
+    /// Run a local Salesforce simulator and forcelink together, connect three demo orgs.
+    Demo {
+        /// Run the checks and exit instead of serving until Ctrl-C.
+        #[arg(long)]
+        once: bool,
+        /// Address for forcelink to listen on.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
+    /// Inspect or revoke stored connections.
+    Connections {
+        #[command(subcommand)]
+        command: ConnectionsCommand,
+    },
+    /// Manage the encryption key ring.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Check the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectionsCommand {
+    /// List every connection.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one connection.
+    Show {
+        org_id: String,
+        #[arg(long, default_value = "api")]
+        ctx: String,
+    },
+    /// Revoke the grant at Salesforce and remove the connection.
+    Revoke {
+        org_id: String,
+        #[arg(long, default_value = "api")]
+        ctx: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Print a new random key for the ring.
+    Generate,
+    /// Re-seal every stored secret under the active key (servers may keep serving).
+    Rotate,
+    /// Open every sealed value and report which key it is under.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the config and print it with secrets redacted.
+    Check,
+}
+
+impl Cli {
+    fn load_config(&self) -> anyhow::Result<Config> {
+        let path = self.config.clone().or_else(Config::config_path_from_env);
+        Config::load(path.as_deref())
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Demo { once, listen } => {
+            crate::demo::run(crate::demo::DemoOptions {
+                once: *once,
+                listen: listen.clone(),
+            })
+            .await
+        }
+        Command::Serve => serve(&cli.load_config()?).await,
+        Command::Connections { command } => connections(&cli.load_config()?, command).await,
+        Command::Keys {
+            command: KeysCommand::Generate,
+        } => {
+            println!(
+                "{}",
+                KeyRing::generate_key().into_string().unwrap_or_default()
+            );
+            Ok(())
+        }
+        Command::Keys { command } => keys(&cli.load_config()?, command).await,
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => config_check(&cli.load_config()?),
+    }
+}
+
+async fn serve(config: &Config) -> anyhow::Result<()> {
+    config.validate_for_serve()?;
+    let wiring = app::wire(config, Arc::new(SystemClock)).await?;
+    let listener = tokio::net::TcpListener::bind(&config.server.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}: change server.listen or free the port",
+                config.server.listen
+            )
+        })?;
+    let server = app::serve(config, wiring, listener)?;
+    tracing::info!(url = %server.url(), callback = %config.callback_url(), "forcelink serving");
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => { result.context("cannot wait for Ctrl-C")?; }
+    }
+    server.stop().await
+}
+
+fn parse_key(org_id: &str, ctx: &str) -> anyhow::Result<ConnectionKey> {
+    let org = OrgId::parse(org_id).with_context(|| {
+        format!("{org_id:?} is not an org id (15 or 18 characters, starting 00D)")
+    })?;
+    let context = ConnectionContext::parse(ctx).context("bad --ctx")?;
+    Ok(ConnectionKey::new(org, context))
+}
+
+async fn connections(config: &Config, command: &ConnectionsCommand) -> anyhow::Result<()> {
+    let wiring = app::wire(config, Arc::new(SystemClock)).await?;
+    let store = wiring.broker.store();
+    match command {
+        ConnectionsCommand::List { json } => {
+            let all = store.connections().await?;
+            let views: Vec<ConnectionView> = all.iter().map(ConnectionView::from).collect();
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&views)?);
+            } else {
+                print_table(&views);
+            }
+        }
+        ConnectionsCommand::Show { org_id, ctx } => {
+            let key = parse_key(org_id, ctx)?;
+            let Some(connection) = store.connection(&key).await? else {
+                bail!("no connection for {key}")
+            };
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&ConnectionView::from(&connection))?
+            );
+        }
+        ConnectionsCommand::Revoke { org_id, ctx } => {
+            let key = parse_key(org_id, ctx)?;
+            wiring
+                .broker
+                .disconnect(&key)
+                .await
+                .with_context(|| format!("cannot revoke {key}"))?;
+            println!("revoked {key} at Salesforce and removed it");
+        }
+    }
+    Ok(())
+}
+
+pub fn print_table(views: &[ConnectionView]) {
+    println!(
+        "{:<18}  {:<6}  {:<13}  {:<28}  {:<4}  INSTANCE",
+        "ORG", "CTX", "STATE", "USER", "GEN"
+    );
+    for v in views {
+        println!(
+            "{:<18}  {:<6}  {:<13}  {:<28}  {:<4}  {}",
+            v.org_id, v.context, v.state, v.username, v.generation, v.instance_url
+        );
+    }
+}
+
+async fn keys(config: &Config, command: &KeysCommand) -> anyhow::Result<()> {
+    let wiring = app::wire(config, Arc::new(SystemClock)).await?;
+    match command {
+        KeysCommand::Generate => {}
+        KeysCommand::Rotate => {
+            let report = wiring.broker.rekey().await?;
+            println!(
+                "re-sealed {} of {} values under key {:?} ({} already current, {} re-read after a concurrent write)",
+                report.resealed,
+                report.examined,
+                config.keys.active,
+                report.already_current,
+                report.retried
+            );
+        }
+        KeysCommand::Check => {
+            let health = wiring.broker.ring_health().await?;
+            println!(
+                "{} sealed values: {} under the active key, {} under older keys, {} unopenable",
+                health.examined, health.current, health.old_key, health.unopenable
+            );
+            if health.unopenable > 0 {
+                bail!(
+                    "{} values cannot be opened: a key is missing from the ring",
+                    health.unopenable
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn config_check(config: &Config) -> anyhow::Result<()> {
+    config.validate_for_serve()?;
+    app::key_ring(&config.keys)?;
+    crate::hosts::LoginHostPolicy::from_config(&config.salesforce)?;
+    app::StoreLocation::parse(&config.store.url)?;
+    println!("{}", toml::to_string_pretty(config)?);
+    println!(
+        "# config is valid; callback URL to register on the Salesforce app: {}",
+        config.callback_url()
+    );
+    Ok(())
+}

@@ -1,0 +1,374 @@
+//! The one typed configuration tree: defaults < TOML file < `FORCELINK_` environment.
+//!
+//! `FORCELINK_SECTION__KEY=value` sets `section.key` (`__` nests). Any `x_file` setting reads
+//! secret `x` from a file. Unknown keys in the file are errors; unknown environment variables
+//! are warnings. This is the only module that reads the environment; `Debug` and `config
+//! check` print secrets as `[redacted]`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow, bail};
+use serde::{Deserialize, Serialize};
+
+/// A secret setting: redacted in Debug and Serialize.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct SecretSetting(pub String);
+
+impl fmt::Debug for SecretSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+impl Serialize for SecretSetting {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub salesforce: SalesforceConfig,
+    pub admin: AdminConfig,
+    pub keys: KeysConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// The URL people and Salesforce reach forcelink at; the callback URL hangs off it.
+    pub public_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite:PATH` (or a bare path) or `postgres://…`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SalesforceConfig {
+    pub client_id: String,
+    /// Absent for a public client.
+    pub client_secret: Option<SecretSetting>,
+    pub scopes: Vec<String>,
+    pub production_login_url: String,
+    pub sandbox_login_url: String,
+    /// Host suffixes accepted as My Domain login hosts (https only).
+    pub my_domain_suffixes: Vec<String>,
+    /// Further exact origins accepted as login hosts (e.g. a simulator on loopback).
+    pub extra_login_urls: Vec<String>,
+    pub session_timeout_minutes: u32,
+    pub refresh_margin_seconds: u32,
+    pub request_timeout_seconds: u32,
+    pub state_ttl_minutes: u32,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub api_key: Option<SecretSetting>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// The key that seals new values.
+    pub active: String,
+    /// key id → base64 of 32 random bytes (`forcelink keys generate`).
+    pub ring: BTreeMap<String, SecretSetting>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+        }
+    }
+}
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite:forcelink.db".into(),
+            max_connections: 16,
+        }
+    }
+}
+impl Default for SalesforceConfig {
+    fn default() -> Self {
+        Self {
+            client_id: String::new(),
+            client_secret: None,
+            scopes: vec!["api".into(), "refresh_token".into()],
+            production_login_url: "https://login.salesforce.com".into(),
+            sandbox_login_url: "https://test.salesforce.com".into(),
+            my_domain_suffixes: vec![".my.salesforce.com".into()],
+            extra_login_urls: Vec::new(),
+            session_timeout_minutes: 120,
+            refresh_margin_seconds: 300,
+            request_timeout_seconds: 30,
+            state_ttl_minutes: 10,
+        }
+    }
+}
+
+const ENV_PREFIX: &str = "FORCELINK_";
+
+impl Config {
+    /// Loads the file (if any) and the process environment, then validates.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        #[allow(clippy::disallowed_methods)] // the one place that reads the environment
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(path, &env)
+    }
+
+    /// Loads from a file and the given environment pairs.
+    pub fn load_from(path: Option<&Path>, env: &[(String, String)]) -> anyhow::Result<Self> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                let table: toml::Table = toml::from_str(&text)
+                    .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+                resolve_files(&table)?
+                    .try_into::<Config>()
+                    .map_err(|error| {
+                        anyhow!("config file {}: {}", path.display(), error.message())
+                    })?;
+                table
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if rest == "CONFIG" || rest.starts_with("TEST_") || rest == "LOG" {
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+            let mut candidate = table.clone();
+            insert_path(&mut candidate, &path, parse_env_value(value));
+            let known = resolve_files(&candidate).and_then(|resolved| {
+                resolved
+                    .try_into::<Config>()
+                    .map_err(|error| anyhow!(error.message().to_string()))
+            });
+            match known {
+                Ok(_) => table = candidate,
+                Err(error) if error.to_string().contains("unknown field") => {
+                    tracing::warn!(variable = %name, "ignoring unknown environment variable");
+                }
+                Err(error) => bail!("environment variable {name}: {error}"),
+            }
+        }
+        let resolved = resolve_files(&table)?;
+        let config: Config = resolved
+            .try_into()
+            .map_err(|error| anyhow!(error.message().to_string()))?;
+        Ok(config)
+    }
+
+    /// The callback URL registered on the Salesforce app.
+    pub fn callback_url(&self) -> String {
+        format!(
+            "{}/v1/connect/salesforce/callback",
+            self.server.public_url.trim_end_matches('/')
+        )
+    }
+
+    /// Start-up checks that need no IO. Each message says how to fix it.
+    pub fn validate_for_serve(&self) -> anyhow::Result<()> {
+        if self.salesforce.client_id.trim().is_empty() {
+            bail!(
+                "salesforce.client_id is not set: put the consumer key of your Connected App / \
+                 External Client App under [salesforce] in the config file, or set FORCELINK_SALESFORCE__CLIENT_ID"
+            );
+        }
+        if self
+            .admin
+            .api_key
+            .as_ref()
+            .is_none_or(|key| key.0.len() < 24)
+        {
+            bail!(
+                "admin.api_key is not set or shorter than 24 characters: set [admin] api_key (or api_key_file), \
+                 or FORCELINK_ADMIN__API_KEY; generate one with `forcelink keys generate`"
+            );
+        }
+        self.validate_keys()?;
+        url::Url::parse(&self.server.public_url).map_err(|_| {
+            anyhow!("server.public_url {:?} is not a URL: set it to the address Salesforce redirects back to", self.server.public_url)
+        })?;
+        Ok(())
+    }
+
+    pub fn validate_keys(&self) -> anyhow::Result<()> {
+        if self.keys.ring.is_empty() || self.keys.active.is_empty() {
+            bail!(
+                "no encryption key: add [keys] active = \"k1\" and [keys.ring] k1 = \"<base64>\" to the config \
+                 (or FORCELINK_KEYS__ACTIVE / FORCELINK_KEYS__RING__K1); generate a key with `forcelink keys generate`"
+            );
+        }
+        Ok(())
+    }
+
+    pub fn config_path_from_env() -> Option<PathBuf> {
+        #[allow(clippy::disallowed_methods)] // the one place that reads the environment
+        std::env::var_os("FORCELINK_CONFIG").map(PathBuf::from)
+    }
+}
+
+/// `FORCELINK_X=30` is a number, `[a, b]` a list, `true` a bool; anything else a string.
+fn parse_env_value(value: &str) -> toml::Value {
+    let trimmed = value.trim();
+    if let Ok(number) = trimmed.parse::<i64>() {
+        return toml::Value::Integer(number);
+    }
+    if let Ok(flag) = trimmed.parse::<bool>() {
+        return toml::Value::Boolean(flag);
+    }
+    let list = trimmed
+        .starts_with('[')
+        .then(|| toml::from_str::<toml::Table>(&format!("v = {trimmed}")).ok())
+        .flatten()
+        .and_then(|table| table.get("v").cloned());
+    if let Some(list) = list {
+        return list;
+    }
+    toml::Value::String(value.to_string())
+}
+
+fn insert_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut current = table;
+    for part in parents {
+        let entry = current
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        let toml::Value::Table(next) = entry else {
+            return;
+        };
+        current = next;
+    }
+    current.insert(last.clone(), value);
+}
+
+/// Replaces every `x_file = "path"` with `x = <file contents, trimmed>`.
+fn resolve_files(table: &toml::Table) -> anyhow::Result<toml::Table> {
+    let mut out = toml::Table::new();
+    for (key, value) in table {
+        match value {
+            toml::Value::Table(inner) => {
+                out.insert(key.clone(), toml::Value::Table(resolve_files(inner)?));
+            }
+            toml::Value::String(path) if key.ends_with("_file") => {
+                let secret = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {key} {path}"))?;
+                out.insert(
+                    key.trim_end_matches("_file").to_string(),
+                    toml::Value::String(secret.trim().to_string()),
+                );
+            }
+            other => {
+                out.insert(key.clone(), other.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn environment_overrides_file_and_nests_with_double_underscore() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("forcelink.toml");
+        std::fs::write(
+            &file,
+            "[salesforce]\nclient_id = \"from-file\"\nsession_timeout_minutes = 60\n",
+        )
+        .unwrap();
+        let config = Config::load_from(
+            Some(&file),
+            &env(&[
+                ("FORCELINK_SALESFORCE__CLIENT_ID", "from-env"),
+                ("FORCELINK_KEYS__RING__K1", "abc"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.salesforce.client_id, "from-env");
+        assert_eq!(config.salesforce.session_timeout_minutes, 60);
+        assert_eq!(
+            config.keys.ring.get("k1").map(|s| s.0.as_str()),
+            Some("abc")
+        );
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_an_error_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("forcelink.toml");
+        std::fs::write(&file, "[salesforce]\nclient_idd = \"typo\"\n").unwrap();
+        let error = Config::load_from(Some(&file), &[]).unwrap_err().to_string();
+        assert!(error.contains("client_idd"), "{error}");
+    }
+
+    #[test]
+    fn unknown_environment_variable_is_ignored() {
+        let config = Config::load_from(None, &env(&[("FORCELINK_NOPE__X", "1")])).unwrap();
+        assert_eq!(config.server.listen, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn secret_files_are_read_and_secrets_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "super-secret-admin-key-000000\n").unwrap();
+        let config = Config::load_from(
+            None,
+            &env(&[("FORCELINK_ADMIN__API_KEY_FILE", secret.to_str().unwrap())]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.admin.api_key.as_ref().unwrap().0,
+            "super-secret-admin-key-000000"
+        );
+        let shown = format!("{config:?} {}", toml::to_string(&config).unwrap());
+        assert!(!shown.contains("super-secret"), "{shown}");
+    }
+
+    #[test]
+    fn missing_client_id_fails_with_a_fix() {
+        let error = Config::default()
+            .validate_for_serve()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("FORCELINK_SALESFORCE__CLIENT_ID"), "{error}");
+    }
+}

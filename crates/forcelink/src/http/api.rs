@@ -1,0 +1,182 @@
+//! The JSON API behind the admin key: list, show, hand out a token, revoke.
+//!
+//! Responses never carry a refresh token or anything sealed. Bad input gets a stable error
+//! code and changes nothing.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use chrono::{DateTime, Utc};
+use forcelink_core::{BrokerError, Connection, ConnectionContext, ConnectionKey, OrgId};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::http::AppState;
+use crate::http::auth::Admin;
+use crate::http::error::ApiError;
+
+/// A connection as the API shows it: no tokens.
+#[derive(Debug, Serialize)]
+pub struct ConnectionView {
+    pub org_id: String,
+    pub context: String,
+    pub user_id: String,
+    pub username: String,
+    pub instance_url: String,
+    pub login_host: String,
+    pub identity_url: String,
+    pub scopes: Vec<String>,
+    pub state: String,
+    pub state_cause: Option<String>,
+    pub pkce: bool,
+    pub rotation_seen: bool,
+    pub signature_verified: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_refresh_at: Option<DateTime<Utc>>,
+    pub generation: i64,
+    pub access_token_expires_at: DateTime<Utc>,
+}
+
+impl From<&Connection> for ConnectionView {
+    fn from(c: &Connection) -> Self {
+        Self {
+            org_id: c.key.org_id.to_string(),
+            context: c.key.context.to_string(),
+            user_id: c.user_id.to_string(),
+            username: c.username.clone(),
+            instance_url: c.instance_url.clone(),
+            login_host: c.login_host.origin(),
+            identity_url: c.identity_url.clone(),
+            scopes: c.scopes.clone(),
+            state: c.state.to_string(),
+            state_cause: c.state_cause.clone(),
+            pkce: c.pkce,
+            rotation_seen: c.rotation_seen,
+            signature_verified: c.signature_verified,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+            last_refresh_at: c.last_refresh_at,
+            generation: c.generation,
+            access_token_expires_at: c.tokens.access_expires_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ContextQuery {
+    ctx: Option<String>,
+}
+
+fn connection_key(org_id: &str, ctx: Option<&str>) -> Result<ConnectionKey, ApiError> {
+    let org_id =
+        OrgId::parse(org_id).map_err(|e| ApiError::bad_request("invalid_org_id", e.to_string()))?;
+    let context = match ctx.filter(|c| !c.is_empty()) {
+        Some(ctx) => ConnectionContext::parse(ctx)
+            .map_err(|e| ApiError::bad_request("invalid_context", e.to_string()))?,
+        None => ConnectionContext::api(),
+    };
+    Ok(ConnectionKey::new(org_id, context))
+}
+
+fn reconnect_url(state: &AppState, key: &ConnectionKey) -> String {
+    format!(
+        "{}/v1/connect/salesforce/start?ctx={}&orgid={}",
+        state.public_url.trim_end_matches('/'),
+        key.context,
+        key.org_id
+    )
+}
+
+/// Adds the reconnect URL to a needs_reauth error.
+fn with_reconnect(state: &AppState, error: BrokerError) -> ApiError {
+    let key = match &error {
+        BrokerError::NeedsReauth { key, .. } => Some(key.clone()),
+        _ => None,
+    };
+    let api = ApiError::from(error);
+    match key {
+        Some(key) => api.with_extra(json!({ "reconnect_url": reconnect_url(state, &key) })),
+        None => api,
+    }
+}
+
+pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let connections = state
+        .broker
+        .store()
+        .connections()
+        .await
+        .map_err(BrokerError::from)?;
+    let views: Vec<ConnectionView> = connections.iter().map(ConnectionView::from).collect();
+    Ok(Json(json!({ "connections": views })))
+}
+
+pub async fn show(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(org_id): Path<String>,
+    Query(query): Query<ContextQuery>,
+) -> Result<Json<ConnectionView>, ApiError> {
+    let key = connection_key(&org_id, query.ctx.as_deref())?;
+    let connection = state
+        .broker
+        .store()
+        .connection(&key)
+        .await
+        .map_err(BrokerError::from)?
+        .ok_or(BrokerError::NotFound(key))?;
+    Ok(Json(ConnectionView::from(&connection)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// An access token Salesforce refused; refresh only if it is still the current one.
+    stale_token: Option<String>,
+    ctx: Option<String>,
+}
+
+pub async fn token(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(org_id): Path<String>,
+    Query(query): Query<ContextQuery>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let request: TokenRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        TokenRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(
+                "invalid_body",
+                format!("body must be JSON like {{\"stale_token\": \"…\"}}: {e}"),
+            )
+        })?
+    };
+    let key = connection_key(&org_id, request.ctx.as_deref().or(query.ctx.as_deref()))?;
+    let issued = state
+        .broker
+        .access_token(&key, request.stale_token.as_deref())
+        .await
+        .map_err(|error| with_reconnect(&state, error))?;
+    Ok(Json(json!({
+        "access_token": issued.access_token.expose(),
+        "token_type": "Bearer",
+        "instance_url": issued.instance_url,
+        "issued_at": issued.issued_at,
+        "expires_at": issued.expires_at,
+        "generation": issued.generation,
+    })))
+}
+
+pub async fn revoke(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(org_id): Path<String>,
+    Query(query): Query<ContextQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let key = connection_key(&org_id, query.ctx.as_deref())?;
+    let removed = state.broker.disconnect(&key).await?;
+    Ok(Json(json!({ "revoked": ConnectionView::from(&removed) })))
+}

@@ -1,0 +1,45 @@
+//! The HTTP face of forcelink: router and shared state. Handlers live in the submodules; this
+//! module only assembles them.
+
+pub mod api;
+pub mod auth;
+pub mod connect;
+pub mod error;
+pub mod health;
+mod page;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use forcelink_core::Broker;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::hosts::LoginHostPolicy;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub broker: Arc<Broker>,
+    pub hosts: Arc<LoginHostPolicy>,
+    pub admin_key_hash: [u8; 32],
+    pub public_url: String,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/connect/salesforce/start", get(connect::start))
+        .route("/v1/connect/salesforce/callback", get(connect::callback))
+        .route("/v1/connections", get(api::list))
+        .route(
+            "/v1/connections/{org_id}",
+            get(api::show).delete(api::revoke),
+        )
+        .route("/v1/connections/{org_id}/token", post(api::token))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .layer(RequestBodyLimitLayer::new(64 * 1024))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,179 @@
+//! The admin JSON API: authentication, listing, revocation, and that no secret leaks through it
+//! or into the database in plaintext.
+
+use crate::harness::{LoginKind, Options, TestApp};
+
+#[tokio::test]
+async fn api_requires_the_admin_key() {
+    let app = TestApp::start(Options::default()).await;
+    let none = app
+        .http
+        .get(format!("{}/v1/connections", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(none.status(), 401);
+    let body: serde_json::Value = none.json().await.unwrap();
+    assert_eq!(body["error"], "unauthorized");
+    let wrong = app
+        .http
+        .get(format!("{}/v1/connections", app.url))
+        .bearer_auth("not-the-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let (status, _) = app.api(reqwest::Method::GET, "/v1/connections", None).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn unknown_org_and_bad_ids_get_stable_errors() {
+    let app = TestApp::start(Options::default()).await;
+    let (status, body) = app
+        .api(
+            reqwest::Method::POST,
+            "/v1/connections/00D000000000062/token",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("connection_not_found"))
+    );
+    let (status, body) = app
+        .api(reqwest::Method::GET, "/v1/connections/banana", None)
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_org_id"))
+    );
+    let (status, body) = app
+        .api(
+            reqwest::Method::POST,
+            "/v1/connections/00D000000000062/token",
+            Some(serde_json::json!({"stale": 1})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_body"))
+    );
+}
+
+#[tokio::test]
+async fn delete_revokes_at_salesforce_then_removes() {
+    let mut app = TestApp::start(Options::default()).await;
+    let org = app.org(LoginKind::Sandbox).await;
+    app.connect_ok(&org).await;
+    assert_eq!(
+        app.sim
+            .active_refresh_tokens(org.id(), &app.sf_app.consumer_key),
+        1
+    );
+    let (status, body) = app
+        .api(
+            reqwest::Method::DELETE,
+            &format!("/v1/connections/{}", org.id()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        app.sim
+            .active_refresh_tokens(org.id(), &app.sf_app.consumer_key),
+        0
+    );
+    let (status, _) = app
+        .api(
+            reqwest::Method::GET,
+            &format!("/v1/connections/{}", org.id()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn delete_keeps_the_connection_when_salesforce_is_down() {
+    let mut app = TestApp::start(Options::default()).await;
+    let org = app.org(LoginKind::Production).await;
+    app.connect_ok(&org).await;
+    app.sim.add_fault(sfsim::Fault {
+        target: sfsim::FaultTarget::Revoke,
+        org_id: None,
+        consumer_key: None,
+        kind: sfsim::FaultKind::Status(500),
+        times: Some(1),
+    });
+    let (status, body) = app
+        .api(
+            reqwest::Method::DELETE,
+            &format!("/v1/connections/{}", org.id()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    let (status, _) = app
+        .api(
+            reqwest::Method::GET,
+            &format!("/v1/connections/{}", org.id()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "nothing is lost when the revoke fails");
+}
+
+#[tokio::test]
+async fn tokens_never_appear_in_api_listings_or_in_the_database_file() {
+    let mut app = TestApp::start(Options::default()).await;
+    let org = app.org(LoginKind::Production).await;
+    app.connect_ok(&org).await;
+    let refresh = app.stored_refresh_token(org.id()).await;
+    let (_, token) = app.token(org.id()).await;
+    let access = token["access_token"].as_str().unwrap().to_string();
+    let (_, listed) = app.api(reqwest::Method::GET, "/v1/connections", None).await;
+    let (_, shown) = app
+        .api(
+            reqwest::Method::GET,
+            &format!("/v1/connections/{}", org.id()),
+            None,
+        )
+        .await;
+    for text in [listed.to_string(), shown.to_string()] {
+        assert!(
+            !text.contains(&refresh) && !text.contains(&access),
+            "{text}"
+        );
+    }
+    let db_path = app
+        .config
+        .store
+        .url
+        .trim_start_matches("sqlite:")
+        .to_string();
+    let mut bytes = std::fs::read(&db_path).unwrap();
+    bytes.extend(std::fs::read(format!("{db_path}-wal")).unwrap_or_default());
+    for secret in [&refresh, &access, &app.sf_app.consumer_secret] {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "plaintext secret in the database"
+        );
+    }
+    let debug = format!("{:?}", app.broker().store().connections().await.unwrap());
+    assert!(!debug.contains(&refresh) && !debug.contains(&access));
+}
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    let app = TestApp::start(Options::default()).await;
+    for path in ["/healthz", "/readyz"] {
+        let response = app
+            .http
+            .get(format!("{}{path}", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+}

@@ -1,0 +1,106 @@
+//! The binary's command line: start-up failures say how to fix them; the demo works.
+
+use std::process::Command;
+
+fn forcelink() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_forcelink"));
+    command.env_remove("FORCELINK_CONFIG");
+    command
+}
+
+#[test]
+fn serve_without_client_id_fails_at_start_with_a_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = forcelink()
+        .current_dir(dir.path())
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("salesforce.client_id is not set"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("FORCELINK_SALESFORCE__CLIENT_ID"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn config_check_refuses_unknown_keys_and_redacts_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("forcelink.toml");
+    std::fs::write(
+        &file,
+        "[salesforce]\nclient_id = \"abc\"\nclient_sekret = \"x\"\n",
+    )
+    .unwrap();
+    let output = forcelink()
+        .args(["--config", file.to_str().unwrap(), "config", "check"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("client_sekret"));
+
+    let key = forcelink_core::KeyRing::generate_key()
+        .into_string()
+        .unwrap();
+    std::fs::write(
+        &file,
+        format!(
+            "[salesforce]\nclient_id = \"abc\"\nclient_secret = \"the-client-secret\"\n[admin]\napi_key = \"an-admin-key-that-is-long-enough\"\n[keys]\nactive = \"k1\"\n[keys.ring]\nk1 = \"{key}\"\n"
+        ),
+    )
+    .unwrap();
+    let output = forcelink()
+        .args(["--config", file.to_str().unwrap(), "config", "check"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("[redacted]"));
+    for secret in [
+        "the-client-secret",
+        "an-admin-key-that-is-long-enough",
+        key.as_str(),
+    ] {
+        assert!(!stdout.contains(secret), "{stdout}");
+    }
+}
+
+#[test]
+fn bad_key_in_the_ring_fails_with_a_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("forcelink.toml");
+    std::fs::write(
+        &file,
+        "[salesforce]\nclient_id = \"abc\"\n[admin]\napi_key = \"an-admin-key-that-is-long-enough\"\n[keys]\nactive = \"k1\"\n[keys.ring]\nk1 = \"c2hvcnQ=\"\n",
+    )
+    .unwrap();
+    let output = forcelink()
+        .args(["--config", file.to_str().unwrap(), "config", "check"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("forcelink keys generate"));
+}
+
+#[test]
+fn demo_once_connects_three_orgs_and_exits_zero() {
+    let output = forcelink().args(["demo", "--once"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.matches("  connected ").count(), 3, "{stdout}");
+    assert!(stdout.contains("demo checks passed"), "{stdout}");
+    assert!(stdout.contains("curl -s -X POST"), "{stdout}");
+}

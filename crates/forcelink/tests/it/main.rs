@@ -1,0 +1,10 @@
+//! End-to-end tests of forcelink over real HTTP: forcelink and sfsim on 127.0.0.1:0, a fresh
+//! database per test (SQLite; PostgreSQL too when FORCELINK_TEST_PG_URL is set).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod api;
+mod cli;
+mod connect;
+mod harness;
+mod keys;
+mod refresh;
+mod tidy;
