@@ -136,6 +136,7 @@ pub(crate) enum KindBody {
     DelayBeforeProcessing { seconds: f64 },
     DelayAfterProcessing { seconds: f64 },
     Status { status: u16 },
+    DelayThenStatus { seconds: f64, status: u16 },
     DropAfterProcessing,
     TamperIdentity,
 }
@@ -174,6 +175,9 @@ impl FaultBody {
                 FaultKind::DelayAfterProcessing(seconds(s)?)
             }
             KindBody::Status { status } => FaultKind::Status(status),
+            KindBody::DelayThenStatus { seconds: s, status } => {
+                FaultKind::DelayThenStatus(seconds(s)?, status)
+            }
             KindBody::DropAfterProcessing => FaultKind::DropAfterProcessing,
             KindBody::TamperIdentity => FaultKind::TamperIdentity,
         };

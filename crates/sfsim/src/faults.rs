@@ -29,6 +29,9 @@ pub enum FaultKind {
     DelayAfterProcessing(Duration),
     /// Answer this status without processing anything.
     Status(u16),
+    /// Hold the request (a refresh keeps its in-flight slot), then answer this status without
+    /// processing anything: a request that was in flight but never rotated.
+    DelayThenStatus(Duration, u16),
     /// Process and commit, then close the TCP connection without any HTTP response.
     DropAfterProcessing,
     /// Replace the user id in a token response's `id` without re-signing it.
@@ -67,6 +70,7 @@ pub(crate) struct FiredFaults {
     pub(crate) delay_before: Option<Duration>,
     pub(crate) delay_after: Option<Duration>,
     pub(crate) status: Option<u16>,
+    pub(crate) delay_then_status: Option<(Duration, u16)>,
     pub(crate) drop_after: bool,
     pub(crate) tamper_identity: bool,
 }
@@ -111,6 +115,9 @@ impl FaultBook {
                 FaultKind::DelayBeforeProcessing(delay) => fired.delay_before = Some(*delay),
                 FaultKind::DelayAfterProcessing(delay) => fired.delay_after = Some(*delay),
                 FaultKind::Status(status) => fired.status = Some(*status),
+                FaultKind::DelayThenStatus(delay, status) => {
+                    fired.delay_then_status = Some((*delay, *status));
+                }
                 FaultKind::DropAfterProcessing => fired.drop_after = true,
                 FaultKind::TamperIdentity => fired.tamper_identity = true,
             }

@@ -93,6 +93,10 @@ pub(crate) async fn refresh(
     if let Some(delay) = fired.delay_before {
         tokio::time::sleep(delay).await;
     }
+    if let Some((delay, status)) = fired.delay_then_status {
+        tokio::time::sleep(delay).await;
+        return fault_status_response(status);
+    }
     let committed = {
         let mut state = sim.state();
         let now_ms = sim.clock.now_ms();

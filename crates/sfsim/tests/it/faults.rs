@@ -119,3 +119,59 @@ async fn a_rest_status_fault_is_scoped_to_its_org() {
     );
     world.sim.clear_faults();
 }
+
+#[tokio::test]
+async fn a_held_then_failed_refresh_blocks_concurrent_use_and_never_rotates() {
+    let world = world().await;
+    let first = world.tokens().await;
+    let token = text(&first, "refresh_token").to_owned();
+    world.sim.add_fault(Fault::once(
+        FaultTarget::TokenRefresh,
+        FaultKind::DelayThenStatus(std::time::Duration::from_millis(500), 503),
+    ));
+    let held = {
+        let world_sim = world.sim.clone();
+        let client = world.client.clone();
+        let (key, secret, token) = (
+            world.app.consumer_key.clone(),
+            world.app.consumer_secret.clone(),
+            token.clone(),
+        );
+        tokio::spawn(async move {
+            client
+                .post(format!(
+                    "{}/services/oauth2/token",
+                    world_sim.production_login_url()
+                ))
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", token.as_str()),
+                    ("client_id", key.as_str()),
+                    ("client_secret", secret.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while world.sim.refreshes_in_flight() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refresh never became in flight"
+        );
+        tokio::task::yield_now().await;
+    }
+    let (status, body) = world.refresh(&token).await;
+    assert_oauth_error(
+        status,
+        &body,
+        "invalid_grant",
+        "token request is already being processed",
+    );
+    assert_eq!(held.await.unwrap(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(world.sim.counters().refresh_grants, 0, "nothing rotated");
+    let (status, body) = world.refresh(&token).await;
+    assert_eq!(status, StatusCode::OK, "the token still works: {body}");
+}
