@@ -202,6 +202,7 @@ impl Broker {
             now,
         };
         let saved = self.store.save_grant(&grant).await?;
+        self.cache.forget(&key);
         let mut old_grant_revoke_failed = false;
         if let Some(old) = &saved.replaced {
             old_grant_revoke_failed = !self.revoke_replaced(&key, &saved.connection, old).await;

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Duration;
 
+use crate::cache::TokenCache;
 use crate::clock::Clock;
 use crate::ids::{ConnectionKey, OrgId};
 use crate::salesforce::{ClientCredentials, LoginHost, SalesforceError, SalesforceOAuth};
@@ -30,6 +31,32 @@ pub struct BrokerSettings {
     pub session_timeout: Duration,
     /// Refresh this long before the best known expiry.
     pub refresh_margin: Duration,
+    /// This process's name in leases and lineage; unique per running instance.
+    pub instance_id: String,
+    /// How long a refresh lease lasts; longer than the upstream timeout, renewed while in flight.
+    pub lease_ttl: Duration,
+    /// After this long, a request that was in flight at Salesforce has surely ended there.
+    pub in_flight_window: Duration,
+    /// How long a caller waits for another instance's refresh or a pending recovery.
+    pub max_wait: Duration,
+    /// Salesforce's idle refresh-token TTL (30 days): a rejection within it is suspicious.
+    pub idle_ttl: Duration,
+    /// Retries of a 5xx / unreachable Salesforce within one request.
+    pub transient_retries: u32,
+    /// Retries after `token request is already being processed`.
+    pub concurrent_retries: u32,
+    /// First backoff step; doubles each retry, with jitter.
+    pub backoff_base: std::time::Duration,
+}
+
+impl BrokerSettings {
+    /// Defaults derived from the upstream request timeout.
+    pub fn timing_for(request_timeout: Duration) -> (Duration, Duration) {
+        (
+            request_timeout + Duration::seconds(15),
+            request_timeout + Duration::seconds(5),
+        )
+    }
 }
 
 /// Everything a use case can fail with.
@@ -60,6 +87,11 @@ pub enum BrokerError {
     Unavailable { detail: String },
     #[error("the outcome of a token request is unknown: {detail}")]
     OutcomeUnknown { detail: String },
+    #[error("{detail}; retry in {} s", retry_after.num_seconds().max(1))]
+    Busy {
+        detail: String,
+        retry_after: Duration,
+    },
     #[error("unexpected answer from salesforce: {detail}")]
     Protocol { detail: String },
     #[error(transparent)]
@@ -100,6 +132,7 @@ pub struct Broker {
     pub(crate) settings: BrokerSettings,
     /// One refresh at a time per connection in this process.
     pub(crate) refresh_locks: Mutex<HashMap<ConnectionKey, Arc<tokio::sync::Mutex<()>>>>,
+    pub(crate) cache: TokenCache,
 }
 
 impl Broker {
@@ -117,7 +150,13 @@ impl Broker {
             clock,
             settings,
             refresh_locks: Mutex::new(HashMap::new()),
+            cache: TokenCache::default(),
         }
+    }
+
+    /// Forgets the cached token of a connection (after a state change here).
+    pub fn forget_cached(&self, key: &ConnectionKey) {
+        self.cache.forget(key);
     }
 
     pub fn settings(&self) -> &BrokerSettings {
@@ -151,5 +190,38 @@ impl Broker {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         locks.entry(key.clone()).or_default().clone()
+    }
+
+    /// Drops a connection's lock entry once nobody holds or waits for it.
+    pub(crate) fn forget_idle_lock(&self, key: &ConnectionKey) {
+        let mut locks = self
+            .refresh_locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if locks
+            .get(key)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            locks.remove(key);
+        }
+    }
+
+    /// Appends an event; a storage failure is logged, never fatal to the caller.
+    pub(crate) async fn emit(
+        &self,
+        kind: &str,
+        key: Option<&ConnectionKey>,
+        detail: serde_json::Value,
+    ) {
+        let event = crate::store::NewEvent {
+            at: self.clock.now(),
+            kind: kind.to_string(),
+            org_id: key.map(|k| k.org_id.clone()),
+            context: key.map(|k| k.context.clone()),
+            detail: detail.to_string(),
+        };
+        if let Err(error) = self.store.record_event(&event).await {
+            tracing::error!(%error, kind, "recording an event failed");
+        }
     }
 }

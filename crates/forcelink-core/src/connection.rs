@@ -49,6 +49,65 @@ impl fmt::Display for ConnectionState {
     }
 }
 
+/// How well refreshing works right now, apart from the grant's life (`ConnectionState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionHealth {
+    Ok,
+    /// Salesforce answered 5xx, timed out or could not be reached; retried with backoff.
+    Degraded,
+    /// A refresh was refused for the source IP: an allow-list incident, not a dead grant.
+    IpBlocked,
+    /// A refresh may or may not have rotated the token; recovery is pending.
+    OutcomeUnknown,
+}
+
+impl ConnectionHealth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Degraded => "degraded",
+            Self::IpBlocked => "ip_blocked",
+            Self::OutcomeUnknown => "outcome_unknown",
+        }
+    }
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "ok" => Some(Self::Ok),
+            "degraded" => Some(Self::Degraded),
+            "ip_blocked" => Some(Self::IpBlocked),
+            "outcome_unknown" => Some(Self::OutcomeUnknown),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ConnectionHealth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who may refresh a connection, until when (across instances).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    pub until: DateTime<Utc>,
+}
+
+/// The durable record of a refresh request that may be at Salesforce right now. Written before
+/// the request is sent; cleared in the same write that stores its result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationInFlight {
+    pub attempt_id: String,
+    pub owner: String,
+    pub started_at: DateTime<Utc>,
+    /// SHA-256 (hex) of the refresh token presented.
+    pub old_refresh_hash: String,
+    /// This attempt is the one-time probe after an outcome was lost.
+    pub recovery: bool,
+}
+
 /// The sealed tokens of a connection and what is known of the access token's life.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealedTokens {
@@ -86,6 +145,10 @@ pub struct Connection {
     /// Grows by one with every write of new tokens; the fencing token for commits.
     pub generation: i64,
     pub tokens: SealedTokens,
+    pub health: ConnectionHealth,
+    pub health_detail: Option<String>,
+    pub lease: Option<Lease>,
+    pub in_flight: Option<RotationInFlight>,
 }
 
 impl Connection {

@@ -34,6 +34,7 @@ impl Broker {
             .delete_connection(key)
             .await?
             .ok_or_else(|| BrokerError::NotFound(key.clone()))?;
+        self.cache.forget(key);
         tracing::info!(connection = %key, "connection revoked and removed");
         Ok(removed)
     }

@@ -5,22 +5,28 @@
 pub mod access;
 pub mod authorize;
 pub mod broker;
+pub mod cache;
 pub mod clock;
 pub mod connection;
 pub mod disconnect;
 pub mod ids;
+pub mod lineage;
 pub mod pkce;
+pub mod refresh;
 pub mod rekey;
+mod rotation;
 pub mod salesforce;
 pub mod secret;
 pub mod store;
 pub mod vault;
 
-pub use access::IssuedToken;
 pub use authorize::{CallbackOutcome, Connected, StartRequest, Started};
 pub use broker::{Broker, BrokerError, BrokerSettings};
+pub use cache::IssuedToken;
 pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
-pub use connection::{Connection, ConnectionState, SealedTokens};
+pub use connection::{
+    Connection, ConnectionHealth, ConnectionState, Lease, RotationInFlight, SealedTokens,
+};
 pub use ids::{ConnectionContext, ConnectionKey, IdError, OrgId, UserId};
 pub use rekey::{RekeyReport, RingHealth};
 pub use salesforce::{
@@ -32,7 +38,8 @@ pub use secret::{
     StateToken,
 };
 pub use store::{
-    CommitOutcome, GrantWrite, PendingAuthorization, RefreshWrite, SavedGrant, SealedField,
+    CommitOutcome, Event, EventFilter, GrantWrite, Incident, LeaseOutcome, NewEvent,
+    PendingAuthorization, RefreshAttempt, RefreshWrite, RotationEnd, SavedGrant, SealedField,
     SealedPage, SealedRef, SealedRow, SealedValue, Store, StoreError,
 };
 pub use vault::{KeyRing, Sealed, VaultError};

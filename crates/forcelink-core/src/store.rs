@@ -10,7 +10,9 @@ use std::fmt;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::connection::{Connection, ConnectionState, SealedTokens};
+use crate::connection::{
+    Connection, ConnectionHealth, ConnectionState, RotationInFlight, SealedTokens,
+};
 use crate::ids::{ConnectionContext, ConnectionKey, OrgId, UserId};
 use crate::salesforce::LoginHost;
 use crate::vault::Sealed;
@@ -91,6 +93,94 @@ pub enum CommitOutcome {
         current_generation: i64,
     },
     Missing,
+}
+
+/// What `acquire_lease` found.
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // returned once per refresh; boxing buys nothing
+pub enum LeaseOutcome {
+    /// The caller holds the lease now; the connection as stored at that moment.
+    Acquired(Connection),
+    /// Another owner holds an unexpired lease.
+    Busy {
+        owner: String,
+        until: DateTime<Utc>,
+    },
+    Missing,
+}
+
+/// How a rotation attempt ended without new tokens.
+#[derive(Debug, Clone)]
+pub struct RotationEnd {
+    pub health: ConnectionHealth,
+    pub health_detail: Option<String>,
+    /// Also move the connection to this state with this cause (a dead grant).
+    pub state: Option<(ConnectionState, String)>,
+    /// Keep the in-flight record (the outcome is unknown) instead of clearing it.
+    pub keep_in_flight: bool,
+    pub now: DateTime<Utc>,
+}
+
+/// One refresh attempt in the rotation lineage (for forensics and incident reports).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshAttempt {
+    pub attempt_id: String,
+    pub org_id: OrgId,
+    pub context: ConnectionContext,
+    /// Which forcelink instance made it.
+    pub instance: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub old_refresh_hash: String,
+    pub new_refresh_hash: Option<String>,
+    pub latency_ms: Option<i64>,
+    /// `pending`, `rotated`, `refreshed` (no rotation), or the failure class.
+    pub outcome: String,
+    pub detail: Option<String>,
+    /// The local address or proxy the request left from, when known.
+    pub egress: Option<String>,
+    pub recovery: bool,
+}
+
+/// Something that happened, for people and machines (webhooks later read these in order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub at: DateTime<Utc>,
+    /// `connection.needs_reauth`, `connection.ip_blocked`, `app.misconfigured`, ...
+    pub kind: String,
+    pub org_id: Option<OrgId>,
+    pub context: Option<ConnectionContext>,
+    /// A JSON object with the details; never a secret.
+    pub detail: String,
+}
+
+/// A stored event with its store-assigned, strictly increasing id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    pub org_id: Option<OrgId>,
+    pub context: Option<ConnectionContext>,
+    pub detail: String,
+}
+
+/// Which events to read.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub key: Option<ConnectionKey>,
+    /// Only events with an id greater than this.
+    pub after_id: Option<i64>,
+    pub limit: u32,
+}
+
+/// An app-wide problem (not one connection's), raised once and cleared once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incident {
+    pub kind: String,
+    pub active: bool,
+    pub since: DateTime<Utc>,
+    pub detail: String,
 }
 
 /// Which secret column a sealed value lives in. Part of its associated data.
@@ -197,15 +287,95 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// All connections ordered by org id, then context.
     async fn connections(&self) -> Result<Vec<Connection>, StoreError>;
 
-    /// Stores refreshed tokens if the generation is still `expected_generation`: generation
-    /// + 1, last_refresh_at = refreshed_at, rotation_seen set when a refresh token is given,
-    /// instance_url updated. Otherwise changes nothing.
+    /// Stores refreshed tokens if the generation is still `expected_generation` and the
+    /// in-flight record is `attempt_id` (or, for `None`, there is none): generation + 1,
+    /// last_refresh_at = refreshed_at, rotation_seen set when a refresh token is given,
+    /// instance_url updated, health ok, in-flight record cleared. Otherwise changes nothing.
     async fn commit_refresh(
         &self,
         key: &ConnectionKey,
         expected_generation: i64,
+        attempt_id: Option<&str>,
         write: &RefreshWrite,
     ) -> Result<CommitOutcome, StoreError>;
+
+    /// Takes the refresh lease for `owner` until `until` if it is free, expired at `now`, or
+    /// already `owner`'s. Atomic across processes: two owners never both hold it.
+    async fn acquire_lease(
+        &self,
+        key: &ConnectionKey,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<LeaseOutcome, StoreError>;
+    /// Extends the lease if `owner` still holds it. Returns whether it did.
+    async fn renew_lease(
+        &self,
+        key: &ConnectionKey,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Releases the lease if `owner` holds it; never someone else's. Returns whether it did.
+    async fn release_lease(&self, key: &ConnectionKey, owner: &str) -> Result<bool, StoreError>;
+
+    /// Durably records a rotation about to be sent, if `record.owner` holds the lease, the
+    /// generation is `expected_generation`, and the current in-flight record's attempt id is
+    /// `replacing` (`None`: there must be none). Returns whether it did.
+    async fn begin_rotation(
+        &self,
+        key: &ConnectionKey,
+        expected_generation: i64,
+        replacing: Option<&str>,
+        record: &RotationInFlight,
+    ) -> Result<bool, StoreError>;
+    /// Ends rotation `attempt_id` without new tokens: sets health (and state, if given), and
+    /// clears the in-flight record unless `keep_in_flight`. Only if the in-flight record is
+    /// `attempt_id`. Returns whether it did.
+    async fn end_rotation(
+        &self,
+        key: &ConnectionKey,
+        attempt_id: &str,
+        end: &RotationEnd,
+    ) -> Result<bool, StoreError>;
+    /// Sets health outside a rotation (e.g. back to ok). Returns whether a row changed.
+    async fn set_health(
+        &self,
+        key: &ConnectionKey,
+        health: ConnectionHealth,
+        detail: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Inserts or, by attempt id, updates one lineage entry.
+    async fn record_attempt(&self, attempt: &RefreshAttempt) -> Result<(), StoreError>;
+    /// The lineage of a connection, newest first.
+    async fn attempts(
+        &self,
+        key: &ConnectionKey,
+        limit: u32,
+    ) -> Result<Vec<RefreshAttempt>, StoreError>;
+    /// Every attempt (any connection) that presented the refresh token with this hash.
+    async fn attempts_presenting(
+        &self,
+        old_refresh_hash: &str,
+    ) -> Result<Vec<RefreshAttempt>, StoreError>;
+
+    /// Appends an event; returns its id.
+    async fn record_event(&self, event: &NewEvent) -> Result<i64, StoreError>;
+    /// Events in id order, oldest first, filtered.
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError>;
+
+    /// Raises an app-wide incident. Returns true only if it was not already active (so the
+    /// caller raises it once across all instances).
+    async fn raise_incident(
+        &self,
+        kind: &str,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Clears an incident. Returns true only if it was active.
+    async fn clear_incident(&self, kind: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn incidents(&self) -> Result<Vec<Incident>, StoreError>;
 
     /// Sets state and cause if the generation is still `expected_generation` (or always, for
     /// `None`). Returns whether a row changed.

@@ -75,8 +75,12 @@ impl SalesforceClient {
         }
         serde_json::from_str::<RawToken>(&body)
             .map(RawToken::into_response)
-            .map_err(|_| SalesforceError::Protocol {
-                detail: "token response is not the expected JSON".into(),
+            .map_err(|_| {
+                // A 2xx that does not parse may still have rotated the token: not knowing is
+                // not the same as failing.
+                SalesforceError::OutcomeUnknown {
+                    detail: "token endpoint answered 2xx with an unreadable body".into(),
+                }
             })
     }
 }

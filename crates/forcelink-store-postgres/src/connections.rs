@@ -1,4 +1,5 @@
 //! Connections on PostgreSQL: grants, reads, versioned refresh commits, state, deletion.
+//! Leases and rotation records live in `leases` and `rotation`.
 //!
 //! Compare-and-swap writes are single `UPDATE … WHERE generation = $n RETURNING` statements;
 //! `save_grant` locks the existing row `FOR UPDATE` in a transaction, and a first insert that
@@ -59,7 +60,10 @@ async fn try_save_grant(
                  state_cause = NULL, pkce = $9, rotation_seen = FALSE, signature_verified = $10, \
                  updated_at = $11, last_refresh_at = NULL, generation = generation + 1, \
                  access_token = $12, access_issued_at = $13, access_expires_at = $14, \
-                 refresh_token = $15 WHERE id = $16 AND org_id = $1 AND context = $2 RETURNING ",
+                 refresh_token = $15, health = 'ok', health_detail = NULL, \
+                 inflight_attempt = NULL, inflight_owner = NULL, inflight_started_at = NULL, \
+                 inflight_old_hash = NULL, inflight_recovery = FALSE \
+                 WHERE id = $16 AND org_id = $1 AND context = $2 RETURNING ",
                 connection_columns!()
             )),
             rows::uuid(row, "id")?,
@@ -154,14 +158,18 @@ pub(crate) async fn commit_refresh(
     pool: &PgPool,
     key: &ConnectionKey,
     expected_generation: i64,
+    attempt_id: Option<&str>,
     write: &RefreshWrite,
 ) -> Result<CommitOutcome, StoreError> {
     let row = sqlx::query(concat!(
         "UPDATE connections SET access_token = $4, access_issued_at = $5, \
          access_expires_at = $6, refresh_token = COALESCE($7::bytea, refresh_token), \
          rotation_seen = rotation_seen OR $7::bytea IS NOT NULL, \
-         instance_url = $8, last_refresh_at = $9, updated_at = $9, generation = generation + 1 \
-         WHERE org_id = $1 AND context = $2 AND generation = $3 RETURNING ",
+         instance_url = $8, last_refresh_at = $9, updated_at = $9, generation = generation + 1, \
+         health = 'ok', health_detail = NULL, inflight_attempt = NULL, inflight_owner = NULL, \
+         inflight_started_at = NULL, inflight_old_hash = NULL, inflight_recovery = FALSE \
+         WHERE org_id = $1 AND context = $2 AND generation = $3 \
+         AND inflight_attempt IS NOT DISTINCT FROM $10::text RETURNING ",
         connection_columns!()
     ))
     .bind(key.org_id.as_str())
@@ -173,13 +181,16 @@ pub(crate) async fn commit_refresh(
     .bind(write.refresh_token.as_ref().map(|sealed| sealed.as_bytes()))
     .bind(&write.instance_url)
     .bind(write.refreshed_at)
+    .bind(attempt_id)
     .fetch_optional(pool)
     .await
     .map_err(unavailable("commit_refresh"))?;
     if let Some(row) = row {
         return rows::connection(&row).map(CommitOutcome::Committed);
     }
-    // Generations only grow, so a row found now at another generation was stale then too.
+    // Generations only grow, so a row found now at another generation was stale then too. A
+    // row at the expected generation whose in-flight record is not `attempt_id` is stale as
+    // well (another attempt owns the rotation): reported with that same generation.
     let current: Option<i64> =
         sqlx::query_scalar("SELECT generation FROM connections WHERE org_id = $1 AND context = $2")
             .bind(key.org_id.as_str())

@@ -7,16 +7,22 @@
 //! must not put bound values in errors.
 
 mod connections;
+mod events;
+mod leases;
+mod lineage;
 mod migrate;
 mod pending;
+mod rotation;
 mod rows;
 mod sealed;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use forcelink_core::{
-    CommitOutcome, Connection, ConnectionKey, ConnectionState, GrantWrite, PendingAuthorization,
-    RefreshWrite, SavedGrant, Sealed, SealedPage, SealedRef, Store, StoreError,
+    CommitOutcome, Connection, ConnectionHealth, ConnectionKey, ConnectionState, Event,
+    EventFilter, GrantWrite, Incident, LeaseOutcome, NewEvent, PendingAuthorization,
+    RefreshAttempt, RefreshWrite, RotationEnd, RotationInFlight, SavedGrant, Sealed, SealedPage,
+    SealedRef, Store, StoreError,
 };
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -90,9 +96,106 @@ impl Store for PostgresStore {
         &self,
         key: &ConnectionKey,
         expected_generation: i64,
+        attempt_id: Option<&str>,
         write: &RefreshWrite,
     ) -> Result<CommitOutcome, StoreError> {
-        connections::commit_refresh(self.pool(), key, expected_generation, write).await
+        connections::commit_refresh(self.pool(), key, expected_generation, attempt_id, write).await
+    }
+
+    async fn acquire_lease(
+        &self,
+        key: &ConnectionKey,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<LeaseOutcome, StoreError> {
+        leases::acquire(self.pool(), key, owner, now, until).await
+    }
+
+    async fn renew_lease(
+        &self,
+        key: &ConnectionKey,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        leases::renew(self.pool(), key, owner, until).await
+    }
+
+    async fn release_lease(&self, key: &ConnectionKey, owner: &str) -> Result<bool, StoreError> {
+        leases::release(self.pool(), key, owner).await
+    }
+
+    async fn begin_rotation(
+        &self,
+        key: &ConnectionKey,
+        expected_generation: i64,
+        replacing: Option<&str>,
+        record: &RotationInFlight,
+    ) -> Result<bool, StoreError> {
+        rotation::begin(self.pool(), key, expected_generation, replacing, record).await
+    }
+
+    async fn end_rotation(
+        &self,
+        key: &ConnectionKey,
+        attempt_id: &str,
+        end: &RotationEnd,
+    ) -> Result<bool, StoreError> {
+        rotation::end(self.pool(), key, attempt_id, end).await
+    }
+
+    async fn set_health(
+        &self,
+        key: &ConnectionKey,
+        health: ConnectionHealth,
+        detail: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        rotation::set_health(self.pool(), key, health, detail, now).await
+    }
+
+    async fn record_attempt(&self, attempt: &RefreshAttempt) -> Result<(), StoreError> {
+        lineage::record(self.pool(), attempt).await
+    }
+
+    async fn attempts(
+        &self,
+        key: &ConnectionKey,
+        limit: u32,
+    ) -> Result<Vec<RefreshAttempt>, StoreError> {
+        lineage::for_connection(self.pool(), key, limit).await
+    }
+
+    async fn attempts_presenting(
+        &self,
+        old_refresh_hash: &str,
+    ) -> Result<Vec<RefreshAttempt>, StoreError> {
+        lineage::presenting(self.pool(), old_refresh_hash).await
+    }
+
+    async fn record_event(&self, event: &NewEvent) -> Result<i64, StoreError> {
+        events::record(self.pool(), event).await
+    }
+
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
+        events::list(self.pool(), filter).await
+    }
+
+    async fn raise_incident(
+        &self,
+        kind: &str,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        events::raise_incident(self.pool(), kind, detail, now).await
+    }
+
+    async fn clear_incident(&self, kind: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        events::clear_incident(self.pool(), kind, now).await
+    }
+
+    async fn incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        events::incidents(self.pool()).await
     }
 
     async fn set_state(

@@ -6,8 +6,9 @@
 
 use chrono::{DateTime, Utc};
 use forcelink_core::{
-    Connection, ConnectionContext, ConnectionKey, ConnectionState, LoginHost, OrgId,
-    PendingAuthorization, Sealed, SealedTokens, StoreError, UserId,
+    Connection, ConnectionContext, ConnectionHealth, ConnectionKey, ConnectionState, Lease,
+    LoginHost, OrgId, PendingAuthorization, RotationInFlight, Sealed, SealedTokens, StoreError,
+    UserId,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{Decode, Postgres, Row, Type};
@@ -19,7 +20,9 @@ macro_rules! connection_columns {
         "id, org_id, context, user_id, username, instance_url, login_host, identity_url, \
          scopes, state, state_cause, pkce, rotation_seen, signature_verified, created_at, \
          updated_at, last_refresh_at, generation, access_token, access_issued_at, \
-         access_expires_at, refresh_token"
+         access_expires_at, refresh_token, health, health_detail, lease_owner, lease_until, \
+         inflight_attempt, inflight_owner, inflight_started_at, inflight_old_hash, \
+         inflight_recovery"
     };
 }
 pub(crate) use connection_columns;
@@ -46,7 +49,7 @@ pub(crate) fn scopes_text(scopes: &[String]) -> String {
     scopes.join(" ")
 }
 
-fn get<'r, T>(row: &'r PgRow, column: &'static str) -> Result<T, StoreError>
+pub(crate) fn get<'r, T>(row: &'r PgRow, column: &'static str) -> Result<T, StoreError>
 where
     T: Decode<'r, Postgres> + Type<Postgres>,
 {
@@ -77,11 +80,14 @@ fn optional_sealed(row: &PgRow, column: &'static str) -> Result<Option<Sealed>, 
     Ok(bytes.map(Sealed::from_stored))
 }
 
-fn time(row: &PgRow, column: &'static str) -> Result<DateTime<Utc>, StoreError> {
+pub(crate) fn time(row: &PgRow, column: &'static str) -> Result<DateTime<Utc>, StoreError> {
     get(row, column)
 }
 
-fn optional_time(row: &PgRow, column: &'static str) -> Result<Option<DateTime<Utc>>, StoreError> {
+pub(crate) fn optional_time(
+    row: &PgRow,
+    column: &'static str,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
     get(row, column)
 }
 
@@ -90,7 +96,7 @@ fn login_host(row: &PgRow, column: &'static str) -> Result<LoginHost, StoreError
         .ok_or_else(|| corrupt(column, "not a login host url"))
 }
 
-fn context(row: &PgRow, column: &'static str) -> Result<ConnectionContext, StoreError> {
+pub(crate) fn context(row: &PgRow, column: &'static str) -> Result<ConnectionContext, StoreError> {
     ConnectionContext::parse(&get::<String>(row, column)?)
         .map_err(|error| corrupt(column, &error.to_string()))
 }
@@ -144,7 +150,44 @@ pub(crate) fn connection(row: &PgRow) -> Result<Connection, StoreError> {
         last_refresh_at: optional_time(row, "last_refresh_at")?,
         generation: get(row, "generation")?,
         tokens: tokens(row)?,
+        health: health(row)?,
+        health_detail: get(row, "health_detail")?,
+        lease: lease(row)?,
+        in_flight: in_flight(row)?,
     })
+}
+
+fn health(row: &PgRow) -> Result<ConnectionHealth, StoreError> {
+    ConnectionHealth::parse(&get::<String>(row, "health")?)
+        .ok_or_else(|| corrupt("health", "unknown health"))
+}
+
+/// The lease, if it has an owner (expired or not: callers compare `until` with their clock).
+fn lease(row: &PgRow) -> Result<Option<Lease>, StoreError> {
+    let Some(owner) = get::<Option<String>>(row, "lease_owner")? else {
+        return Ok(None);
+    };
+    let until = optional_time(row, "lease_until")?
+        .ok_or_else(|| corrupt("lease_until", "missing for an owned lease"))?;
+    Ok(Some(Lease { owner, until }))
+}
+
+/// The in-flight record, present exactly when `inflight_attempt` is set.
+fn in_flight(row: &PgRow) -> Result<Option<RotationInFlight>, StoreError> {
+    let Some(attempt_id) = get::<Option<String>>(row, "inflight_attempt")? else {
+        return Ok(None);
+    };
+    let missing = |column: &'static str| move || corrupt(column, "missing for an in-flight record");
+    Ok(Some(RotationInFlight {
+        attempt_id,
+        owner: get::<Option<String>>(row, "inflight_owner")?
+            .ok_or_else(missing("inflight_owner"))?,
+        started_at: optional_time(row, "inflight_started_at")?
+            .ok_or_else(missing("inflight_started_at"))?,
+        old_refresh_hash: get::<Option<String>>(row, "inflight_old_hash")?
+            .ok_or_else(missing("inflight_old_hash"))?,
+        recovery: get(row, "inflight_recovery")?,
+    }))
 }
 
 /// The expiry of a `pending_authorizations` row, read before anything else.

@@ -6,8 +6,9 @@
 
 use chrono::{DateTime, Utc};
 use forcelink_core::{
-    Connection, ConnectionContext, ConnectionKey, ConnectionState, LoginHost, OrgId,
-    PendingAuthorization, Sealed, SealedTokens, StoreError, UserId,
+    Connection, ConnectionContext, ConnectionHealth, ConnectionKey, ConnectionState, Lease,
+    LoginHost, OrgId, PendingAuthorization, RotationInFlight, Sealed, SealedTokens, StoreError,
+    UserId,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Decode, Row, Sqlite, Type};
@@ -19,7 +20,9 @@ macro_rules! connection_columns {
         "id, org_id, context, user_id, username, instance_url, login_host, identity_url, \
          scopes, state, state_cause, pkce, rotation_seen, signature_verified, created_at, \
          updated_at, last_refresh_at, generation, access_token, access_issued_at, \
-         access_expires_at, refresh_token"
+         access_expires_at, refresh_token, health, health_detail, lease_owner, lease_until, \
+         inflight_attempt, inflight_owner, inflight_started_at, inflight_old_hash, \
+         inflight_recovery"
     };
 }
 pub(crate) use connection_columns;
@@ -50,7 +53,7 @@ pub(crate) fn scopes_text(scopes: &[String]) -> String {
     scopes.join(" ")
 }
 
-fn get<'r, T>(row: &'r SqliteRow, column: &'static str) -> Result<T, StoreError>
+pub(crate) fn get<'r, T>(row: &'r SqliteRow, column: &'static str) -> Result<T, StoreError>
 where
     T: Decode<'r, Sqlite> + Type<Sqlite>,
 {
@@ -81,11 +84,11 @@ fn time_from(column: &str, value: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_micros(value).ok_or_else(|| corrupt(column, "time out of range"))
 }
 
-fn time(row: &SqliteRow, column: &'static str) -> Result<DateTime<Utc>, StoreError> {
+pub(crate) fn time(row: &SqliteRow, column: &'static str) -> Result<DateTime<Utc>, StoreError> {
     time_from(column, get(row, column)?)
 }
 
-fn optional_time(
+pub(crate) fn optional_time(
     row: &SqliteRow,
     column: &'static str,
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -99,7 +102,10 @@ fn login_host(row: &SqliteRow, column: &'static str) -> Result<LoginHost, StoreE
         .ok_or_else(|| corrupt(column, "not a login host url"))
 }
 
-fn context(row: &SqliteRow, column: &'static str) -> Result<ConnectionContext, StoreError> {
+pub(crate) fn context(
+    row: &SqliteRow,
+    column: &'static str,
+) -> Result<ConnectionContext, StoreError> {
     ConnectionContext::parse(&get::<String>(row, column)?)
         .map_err(|error| corrupt(column, &error.to_string()))
 }
@@ -154,7 +160,44 @@ pub(crate) fn connection(row: &SqliteRow) -> Result<Connection, StoreError> {
         last_refresh_at: optional_time(row, "last_refresh_at")?,
         generation: get(row, "generation")?,
         tokens: tokens(row)?,
+        health: health(row)?,
+        health_detail: get(row, "health_detail")?,
+        lease: lease(row)?,
+        in_flight: in_flight(row)?,
     })
+}
+
+fn health(row: &SqliteRow) -> Result<ConnectionHealth, StoreError> {
+    ConnectionHealth::parse(&get::<String>(row, "health")?)
+        .ok_or_else(|| corrupt("health", "unknown health"))
+}
+
+/// The lease, if it has an owner (expired or not: callers compare `until` with their clock).
+fn lease(row: &SqliteRow) -> Result<Option<Lease>, StoreError> {
+    let Some(owner) = get::<Option<String>>(row, "lease_owner")? else {
+        return Ok(None);
+    };
+    let until = optional_time(row, "lease_until")?
+        .ok_or_else(|| corrupt("lease_until", "missing for an owned lease"))?;
+    Ok(Some(Lease { owner, until }))
+}
+
+/// The in-flight record, present exactly when `inflight_attempt` is set.
+fn in_flight(row: &SqliteRow) -> Result<Option<RotationInFlight>, StoreError> {
+    let Some(attempt_id) = get::<Option<String>>(row, "inflight_attempt")? else {
+        return Ok(None);
+    };
+    let missing = |column: &'static str| move || corrupt(column, "missing for an in-flight record");
+    Ok(Some(RotationInFlight {
+        attempt_id,
+        owner: get::<Option<String>>(row, "inflight_owner")?
+            .ok_or_else(missing("inflight_owner"))?,
+        started_at: optional_time(row, "inflight_started_at")?
+            .ok_or_else(missing("inflight_started_at"))?,
+        old_refresh_hash: get::<Option<String>>(row, "inflight_old_hash")?
+            .ok_or_else(missing("inflight_old_hash"))?,
+        recovery: get(row, "inflight_recovery")?,
+    }))
 }
 
 /// The expiry of a `pending_authorizations` row, read before anything else.

@@ -83,8 +83,27 @@ pub fn key_ring(config: &KeysConfig) -> anyhow::Result<KeyRing> {
     .map_err(|error| anyhow!("key ring: {error}"))
 }
 
+/// A name for this process in leases and lineage.
+pub fn instance_id(config: &Config) -> String {
+    if !config.server.instance_id.is_empty() {
+        return config.server.instance_id.clone();
+    }
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("forcelink-{}-{}", std::process::id(), &suffix[..8])
+}
+
 pub fn broker_settings(config: &Config, hosts: &LoginHostPolicy) -> BrokerSettings {
     let salesforce = &config.salesforce;
+    let refresh = &config.refresh;
+    let timeout = Duration::seconds(i64::from(salesforce.request_timeout_seconds));
+    let (default_lease, default_window) = BrokerSettings::timing_for(timeout);
+    let seconds_or = |value: u32, default: Duration| {
+        if value == 0 {
+            default
+        } else {
+            Duration::seconds(i64::from(value))
+        }
+    };
     BrokerSettings {
         client: ClientCredentials {
             client_id: salesforce.client_id.clone(),
@@ -100,6 +119,14 @@ pub fn broker_settings(config: &Config, hosts: &LoginHostPolicy) -> BrokerSettin
         state_ttl: Duration::minutes(i64::from(salesforce.state_ttl_minutes)),
         session_timeout: Duration::minutes(i64::from(salesforce.session_timeout_minutes)),
         refresh_margin: Duration::seconds(i64::from(salesforce.refresh_margin_seconds)),
+        instance_id: instance_id(config),
+        lease_ttl: seconds_or(refresh.lease_ttl_seconds, default_lease),
+        in_flight_window: seconds_or(refresh.in_flight_window_seconds, default_window),
+        max_wait: Duration::seconds(i64::from(refresh.max_wait_seconds)),
+        idle_ttl: Duration::days(i64::from(refresh.idle_ttl_days)),
+        transient_retries: refresh.transient_retries,
+        concurrent_retries: refresh.concurrent_retries,
+        backoff_base: std::time::Duration::from_millis(u64::from(refresh.backoff_base_ms)),
     }
 }
 
@@ -112,6 +139,7 @@ pub struct Wiring {
 
 pub async fn wire(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Wiring> {
     config.validate_keys()?;
+    config.validate_refresh()?;
     let ring = Arc::new(key_ring(&config.keys)?);
     let hosts = Arc::new(LoginHostPolicy::from_config(&config.salesforce)?);
     let store = open_store(&config.store).await?;
@@ -139,6 +167,7 @@ pub struct RunningServer {
     pub wiring: Wiring,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    sweeper: JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -147,6 +176,7 @@ impl RunningServer {
     }
     /// Stops accepting, lets requests in flight finish, and waits.
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.sweeper.abort();
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
@@ -157,6 +187,7 @@ impl RunningServer {
     }
     /// Waits until the server ends on its own.
     pub async fn wait(self) -> anyhow::Result<()> {
+        self.sweeper.abort();
         self.task
             .await
             .context("server task failed")?
@@ -184,6 +215,7 @@ pub fn serve(
         public_url: config.server.public_url.clone(),
     };
     let router = http::router(state);
+    let sweeper = spawn_sweeper(wiring.broker.clone());
     let (shutdown, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         axum::serve(listener, router)
@@ -197,5 +229,23 @@ pub fn serve(
         wiring,
         shutdown: Some(shutdown),
         task,
+        sweeper,
+    })
+}
+
+/// Settles lost rotations in the background: at start (after a crash) and then every half
+/// in-flight window, so no connection waits for a caller to find out it is broken.
+fn spawn_sweeper(broker: Arc<Broker>) -> JoinHandle<()> {
+    let every = (broker.settings().in_flight_window / 2)
+        .to_std()
+        .unwrap_or(std::time::Duration::from_secs(5))
+        .max(std::time::Duration::from_millis(500));
+    tokio::spawn(async move {
+        loop {
+            if let Err(error) = broker.settle_lost_rotations().await {
+                tracing::warn!(%error, "settling lost rotations failed; will retry");
+            }
+            tokio::time::sleep(every).await;
+        }
     })
 }

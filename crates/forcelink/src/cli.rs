@@ -54,6 +54,11 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Export incident timelines (compromise suspicions with their rotation lineage) as JSON.
+    Incidents {
+        #[command(subcommand)]
+        command: IncidentsCommand,
+    },
     /// Check the configuration.
     Config {
         #[command(subcommand)]
@@ -93,6 +98,17 @@ pub enum KeysCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum IncidentsCommand {
+    /// Write every compromise suspicion and its connection's lineage as JSON, for a report to
+    /// Salesforce security (security@salesforce.com).
+    Export {
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Validate the config and print it with secrets redacted.
     Check,
@@ -115,6 +131,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Serve => serve(&cli.load_config()?).await,
+        Command::Incidents {
+            command: IncidentsCommand::Export { output },
+        } => incidents_export(&cli.load_config()?, output.as_deref()).await,
         Command::Connections { command } => connections(&cli.load_config()?, command).await,
         Command::Keys {
             command: KeysCommand::Generate,
@@ -145,6 +164,8 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
         })?;
     let server = app::serve(config, wiring, listener)?;
     tracing::info!(url = %server.url(), callback = %config.callback_url(), "forcelink serving");
+    // A line for supervisors and tests that start forcelink on port 0.
+    println!("forcelink serving on {}", server.url());
     tokio::select! {
         result = tokio::signal::ctrl_c() => { result.context("cannot wait for Ctrl-C")?; }
     }
@@ -236,6 +257,30 @@ async fn keys(config: &Config, command: &KeysCommand) -> anyhow::Result<()> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+async fn incidents_export(config: &Config, output: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let wiring = app::wire(config, Arc::new(SystemClock)).await?;
+    let timelines = wiring.broker.incident_timelines(500).await?;
+    let document = serde_json::json!({
+        "generated_by": concat!("forcelink ", env!("CARGO_PKG_VERSION")),
+        "incidents": timelines,
+        "note": "refresh tokens appear only as SHA-256 hashes",
+    });
+    let text = serde_json::to_string_pretty(&document)?;
+    match output {
+        Some(path) => {
+            std::fs::write(path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!(
+                "wrote {} incident(s) to {}",
+                timelines.len(),
+                path.display()
+            );
+        }
+        None => println!("{text}"),
     }
     Ok(())
 }

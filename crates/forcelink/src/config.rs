@@ -36,6 +36,37 @@ pub struct Config {
     pub salesforce: SalesforceConfig,
     pub admin: AdminConfig,
     pub keys: KeysConfig,
+    pub refresh: RefreshConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RefreshConfig {
+    /// Refresh lease length; 0 = request timeout + 15 s. Must exceed the request timeout.
+    pub lease_ttl_seconds: u32,
+    /// After this long a lost request has surely ended at Salesforce; 0 = request timeout + 5 s.
+    pub in_flight_window_seconds: u32,
+    /// How long a token request waits for another instance's refresh or a recovery.
+    pub max_wait_seconds: u32,
+    pub transient_retries: u32,
+    pub concurrent_retries: u32,
+    pub backoff_base_ms: u32,
+    /// Salesforce's idle refresh-token TTL.
+    pub idle_ttl_days: u32,
+}
+
+impl Default for RefreshConfig {
+    fn default() -> Self {
+        Self {
+            lease_ttl_seconds: 0,
+            in_flight_window_seconds: 0,
+            max_wait_seconds: 10,
+            transient_retries: 2,
+            concurrent_retries: 6,
+            backoff_base_ms: 100,
+            idle_ttl_days: 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -45,6 +76,8 @@ pub struct ServerConfig {
     pub listen: String,
     /// The URL people and Salesforce reach forcelink at; the callback URL hangs off it.
     pub public_url: String,
+    /// This instance's name in leases and lineage; empty = generated per process.
+    pub instance_id: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -94,6 +127,7 @@ impl Default for ServerConfig {
         Self {
             listen: "127.0.0.1:8080".into(),
             public_url: "http://127.0.0.1:8080".into(),
+            instance_id: String::new(),
         }
     }
 }
@@ -208,9 +242,27 @@ impl Config {
             );
         }
         self.validate_keys()?;
+        self.validate_refresh()?;
         url::Url::parse(&self.server.public_url).map_err(|_| {
             anyhow!("server.public_url {:?} is not a URL: set it to the address Salesforce redirects back to", self.server.public_url)
         })?;
+        Ok(())
+    }
+
+    /// The lease must outlive any request, or two instances could refresh one token.
+    pub fn validate_refresh(&self) -> anyhow::Result<()> {
+        let timeout = self.salesforce.request_timeout_seconds;
+        let lease = self.refresh.lease_ttl_seconds;
+        if lease != 0 && lease <= timeout {
+            bail!(
+                "refresh.lease_ttl_seconds ({lease}) must be longer than salesforce.request_timeout_seconds ({timeout}); \
+                 set it to at least {} or to 0 for the default",
+                timeout + 5
+            );
+        }
+        if timeout == 0 {
+            bail!("salesforce.request_timeout_seconds must be at least 1");
+        }
         Ok(())
     }
 

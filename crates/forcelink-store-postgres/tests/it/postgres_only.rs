@@ -1,12 +1,16 @@
 //! PostgreSQL-specific behaviour: instances starting together on one database migrate once,
-//! and racing instances commit one refresh. Must not rely on another test's database.
+//! racing instances commit one refresh and take one lease, and a version-1 database upgrades
+//! in place. Must not rely on another test's database.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use forcelink_core::{
     CommitOutcome, ConnectionContext, ConnectionKey, GrantWrite, KeyRing, LoginHost, OrgId,
     RefreshWrite, SealedField, SealedRef, SealedTokens, Store, UserId,
 };
+use forcelink_core::{ConnectionHealth, LeaseOutcome};
 use forcelink_store_postgres::PostgresStore;
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 use crate::database::{server_url, with_database};
 
@@ -80,7 +84,10 @@ async fn instances_starting_together_migrate_once_and_race_one_commit() {
                     instance_url: "https://acme.my.salesforce.com".to_string(),
                     refreshed_at: at(1),
                 };
-                store.commit_refresh(&api_key(), 1, &write).await.unwrap()
+                store
+                    .commit_refresh(&api_key(), 1, None, &write)
+                    .await
+                    .unwrap()
             }));
         }
         let mut winners = 0;
@@ -119,6 +126,90 @@ async fn concurrent_first_grants_for_one_key_make_one_connection() {
         generations.sort_unstable();
         assert_eq!(generations, (1..=6).collect::<Vec<i64>>());
         assert_eq!(store.connections().await.unwrap().len(), 1);
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn instances_racing_for_one_lease_have_one_holder() {
+    let Some(server) = server_url() else { return };
+    with_database(&server, |url| async move {
+        let mut instances = Vec::new();
+        for _ in 0..3 {
+            instances.push(PostgresStore::connect(&url, 4).await.unwrap());
+        }
+        let key = KeyRing::generate_key();
+        let ring = KeyRing::new([("k1", &key)], "k1").unwrap();
+        instances[0].save_grant(&grant(&ring)).await.unwrap();
+        let mut racing = Vec::new();
+        for (index, store) in instances.iter().cycle().take(12).enumerate() {
+            let store = store.clone();
+            racing.push(tokio::spawn(async move {
+                let owner = format!("instance-{index}");
+                store
+                    .acquire_lease(&api_key(), &owner, at(1), at(31))
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut holders = 0;
+        for handle in racing {
+            if let LeaseOutcome::Acquired(_) = handle.await.unwrap() {
+                holders += 1;
+            }
+        }
+        assert_eq!(holders, 1);
+        for store in &instances {
+            store.close().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_version_one_database_upgrades_in_place_keeping_its_connections() {
+    let Some(server) = server_url() else { return };
+    with_database(&server, |url| async move {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let version_one = Migrator::with_migrations(vec![Migration::new(
+            1,
+            std::borrow::Cow::Borrowed("init"),
+            MigrationType::Simple,
+            include_str!("../../migrations/0001_init.sql").into_sql_str(),
+            false,
+        )]);
+        version_one.run(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO connections (id, org_id, context, user_id, username, instance_url, \
+             login_host, identity_url, scopes, state, pkce, rotation_seen, signature_verified, \
+             created_at, updated_at, generation, access_token, access_issued_at, \
+             access_expires_at, refresh_token) VALUES ('6f1c1d4e-2a57-4c1b-9a53-0d6f4b8f2e11', \
+             '00D000000000062EAA', 'api', '005000000000001AAA', 'old@example.com', \
+             'https://acme.my.salesforce.com', 'https://login.salesforce.com', \
+             'https://login.salesforce.com/id/x/y', 'api', 'active', TRUE, TRUE, FALSE, \
+             '2027-01-01T00:00:00Z', '2027-01-01T00:00:00Z', 4, '\\x00', \
+             '2027-01-01T00:00:00Z', '2027-01-01T02:00:00Z', '\\x01')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+
+        let store = PostgresStore::connect(&url, 2).await.unwrap();
+        store.ping().await.unwrap();
+        let upgraded = store.connection(&api_key()).await.unwrap().unwrap();
+        assert_eq!(upgraded.generation, 4);
+        assert_eq!(
+            (upgraded.health, upgraded.health_detail.clone()),
+            (ConnectionHealth::Ok, None)
+        );
+        assert_eq!((upgraded.lease, upgraded.in_flight), (None, None));
+        let outcome = store
+            .acquire_lease(&api_key(), "a", at(0), at(30))
+            .await
+            .unwrap();
+        assert!(matches!(outcome, LeaseOutcome::Acquired(_)), "{outcome:?}");
         store.close().await;
     })
     .await;

@@ -1,5 +1,6 @@
 //! SQLite-specific behaviour: two pools on one file (as two processes), idempotent
-//! migrations, WAL journal, plaintext never on disk, corrupt rows reported by column.
+//! migrations, upgrading a version-1 file in place, WAL journal, plaintext never on disk,
+//! corrupt rows reported by column.
 //! Must not rely on another test's file.
 
 use std::path::{Path, PathBuf};
@@ -10,9 +11,11 @@ use forcelink_core::{
     CommitOutcome, ConnectionContext, ConnectionKey, GrantWrite, KeyRing, LoginHost, OrgId,
     RefreshWrite, SealedField, SealedRef, SealedTokens, Store, StoreError, UserId,
 };
+use forcelink_core::{ConnectionHealth, LeaseOutcome};
 use forcelink_store_sqlite::SqliteStore;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Connection};
+use sqlx::{ConnectOptions, Connection, SqlSafeStr};
 
 fn ring() -> KeyRing {
     let key = KeyRing::generate_key();
@@ -100,7 +103,10 @@ async fn two_pools_on_one_file_racing_commit_refresh_have_one_winner() {
                 instance_url: "https://acme.my.salesforce.com".to_string(),
                 refreshed_at: at(index),
             };
-            store.commit_refresh(&api_key(), 1, &write).await.unwrap()
+            store
+                .commit_refresh(&api_key(), 1, None, &write)
+                .await
+                .unwrap()
         }));
     }
     let mut winners = 0;
@@ -142,7 +148,7 @@ async fn opening_twice_runs_migrations_once_and_keeps_data() {
         .fetch_one(&mut raw)
         .await
         .unwrap();
-    assert_eq!(applied, 1);
+    assert_eq!(applied, 2);
 }
 
 #[tokio::test]
@@ -203,7 +209,19 @@ async fn unreadable_rows_are_corrupt_errors_naming_the_column() {
             "login_host",
         ),
         (
-            "UPDATE connections SET login_host = 'https://x.example', org_id = 'zzz'",
+            "UPDATE connections SET login_host = 'https://x.example', health = 'sick'",
+            "health",
+        ),
+        (
+            "UPDATE connections SET health = 'ok', lease_owner = 'a'",
+            "lease_until",
+        ),
+        (
+            "UPDATE connections SET lease_owner = NULL, inflight_attempt = 'x'",
+            "inflight_owner",
+        ),
+        (
+            "UPDATE connections SET inflight_attempt = NULL, org_id = 'zzz'",
             "org_id",
         ),
     ] {
@@ -213,4 +231,50 @@ async fn unreadable_rows_are_corrupt_errors_naming_the_column() {
             other => panic!("expected corrupt {column}, got {other:?}"),
         }
     }
+}
+
+#[tokio::test]
+async fn a_version_one_file_upgrades_in_place_keeping_its_connections() {
+    let (_directory, path) = temp_db();
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    let version_one = Migrator::with_migrations(vec![Migration::new(
+        1,
+        std::borrow::Cow::Borrowed("init"),
+        MigrationType::Simple,
+        include_str!("../../migrations/0001_init.sql").into_sql_str(),
+        false,
+    )]);
+    version_one.run(&pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO connections (id, org_id, context, user_id, username, instance_url, \
+         login_host, identity_url, scopes, state, pkce, rotation_seen, signature_verified, \
+         created_at, updated_at, generation, access_token, access_issued_at, \
+         access_expires_at, refresh_token) VALUES ('6f1c1d4e-2a57-4c1b-9a53-0d6f4b8f2e11', \
+         '00D000000000062EAA', 'api', '005000000000001AAA', 'old@example.com', \
+         'https://acme.my.salesforce.com', 'https://login.salesforce.com', \
+         'https://login.salesforce.com/id/x/y', 'api', 'active', 1, 1, 0, 0, 0, 4, x'00', \
+         0, 7200000000, x'01')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    store.ping().await.unwrap();
+    let upgraded = store.connection(&api_key()).await.unwrap().unwrap();
+    assert_eq!(upgraded.generation, 4);
+    assert_eq!(
+        (upgraded.health, upgraded.health_detail.clone()),
+        (ConnectionHealth::Ok, None)
+    );
+    assert_eq!((upgraded.lease, upgraded.in_flight), (None, None));
+    let outcome = store
+        .acquire_lease(&api_key(), "a", at(0), at(30))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, LeaseOutcome::Acquired(_)), "{outcome:?}");
 }

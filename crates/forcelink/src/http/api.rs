@@ -36,6 +36,10 @@ pub struct ConnectionView {
     pub last_refresh_at: Option<DateTime<Utc>>,
     pub generation: i64,
     pub access_token_expires_at: DateTime<Utc>,
+    pub health: String,
+    pub health_detail: Option<String>,
+    /// A refresh whose outcome is not settled yet (after a crash or a lost answer).
+    pub refresh_in_flight: Option<Value>,
 }
 
 impl From<&Connection> for ConnectionView {
@@ -59,6 +63,11 @@ impl From<&Connection> for ConnectionView {
             last_refresh_at: c.last_refresh_at,
             generation: c.generation,
             access_token_expires_at: c.tokens.access_expires_at,
+            health: c.health.to_string(),
+            health_detail: c.health_detail.clone(),
+            refresh_in_flight: c.in_flight.as_ref().map(|f| {
+                json!({ "attempt_id": f.attempt_id, "instance": f.owner, "started_at": f.started_at, "recovery": f.recovery })
+            }),
         }
     }
 }
@@ -127,6 +136,69 @@ pub async fn show(
         .map_err(BrokerError::from)?
         .ok_or(BrokerError::NotFound(key))?;
     Ok(Json(ConnectionView::from(&connection)))
+}
+
+pub async fn attempts(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(org_id): Path<String>,
+    Query(query): Query<ContextQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let key = connection_key(&org_id, query.ctx.as_deref())?;
+    let attempts = state
+        .broker
+        .store()
+        .attempts(&key, 200)
+        .await
+        .map_err(BrokerError::from)?;
+    let views: Vec<forcelink_core::lineage::AttemptView> =
+        attempts.into_iter().map(Into::into).collect();
+    Ok(Json(json!({ "attempts": views })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    after_id: Option<i64>,
+    limit: Option<u32>,
+    org_id: Option<String>,
+    ctx: Option<String>,
+}
+
+pub async fn events(
+    _: Admin,
+    State(state): State<AppState>,
+    Query(query): Query<EventsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let key = match query.org_id.as_deref() {
+        Some(org) => Some(connection_key(org, query.ctx.as_deref())?),
+        None => None,
+    };
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let filter = forcelink_core::EventFilter {
+        key,
+        after_id: query.after_id,
+        limit,
+    };
+    let events = state
+        .broker
+        .store()
+        .events(&filter)
+        .await
+        .map_err(BrokerError::from)?;
+    let views: Vec<Value> = events
+        .into_iter()
+        .map(|e| {
+            json!({
+                "id": e.id,
+                "at": e.at,
+                "kind": e.kind,
+                "org_id": e.org_id.map(|o| o.to_string()),
+                "context": e.context.map(|c| c.to_string()),
+                "detail": serde_json::from_str::<Value>(&e.detail).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "events": views })))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -16,6 +16,7 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub extra: Option<serde_json::Value>,
+    pub retry_after: Option<i64>,
 }
 
 impl ApiError {
@@ -25,10 +26,15 @@ impl ApiError {
             code,
             message: message.into(),
             extra: None,
+            retry_after: None,
         }
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+    pub fn with_retry_after(mut self, seconds: i64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
     pub fn with_extra(mut self, extra: serde_json::Value) -> Self {
         self.extra = Some(extra);
@@ -66,6 +72,10 @@ impl From<BrokerError> for ApiError {
             BrokerError::OutcomeUnknown { .. } => {
                 Self::new(S::SERVICE_UNAVAILABLE, "outcome_unknown", message)
             }
+            BrokerError::Busy { retry_after, .. } => {
+                let seconds = retry_after.num_seconds().max(1);
+                Self::new(S::SERVICE_UNAVAILABLE, "busy", message).with_retry_after(seconds)
+            }
             BrokerError::Protocol { .. } => Self::new(S::BAD_GATEWAY, "upstream_protocol", message),
             BrokerError::Store(_) => {
                 tracing::error!(%error, "store failure");
@@ -92,6 +102,14 @@ impl IntoResponse for ApiError {
                 map.insert(key.clone(), value.clone());
             }
         }
-        (self.status, [("cache-control", "no-store")], Json(body)).into_response()
+        let mut response =
+            (self.status, [("cache-control", "no-store")], Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds),
+            );
+        }
+        response
     }
 }

@@ -37,6 +37,8 @@ pub fn router(state: AppState) -> Router {
             get(api::show).delete(api::revoke),
         )
         .route("/v1/connections/{org_id}/token", post(api::token))
+        .route("/v1/connections/{org_id}/attempts", get(api::attempts))
+        .route("/v1/events", get(api::events))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .layer(RequestBodyLimitLayer::new(64 * 1024))

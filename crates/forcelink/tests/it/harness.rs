@@ -281,6 +281,34 @@ impl TestApp {
         )
     }
 
+    /// The kinds of the events recorded for an org, oldest first.
+    pub async fn event_kinds(&self, org_id: &str) -> Vec<String> {
+        let (status, body) = self
+            .api(
+                reqwest::Method::GET,
+                &format!("/v1/events?org_id={org_id}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub async fn token_stale(&self, org_id: &str, stale: &str) -> (u16, Value) {
+        let body = serde_json::json!({ "stale_token": stale });
+        self.api(
+            reqwest::Method::POST,
+            &format!("/v1/connections/{org_id}/token"),
+            Some(body),
+        )
+        .await
+    }
+
     pub async fn token(&self, org_id: &str) -> (u16, Value) {
         self.api(
             reqwest::Method::POST,

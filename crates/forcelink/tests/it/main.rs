@@ -4,7 +4,11 @@
 mod api;
 mod cli;
 mod connect;
+mod crash;
 mod harness;
+mod instances;
 mod keys;
+mod process;
 mod refresh;
+mod rotation;
 mod tidy;

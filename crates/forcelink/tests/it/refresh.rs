@@ -115,6 +115,25 @@ async fn ip_block_is_reported_and_does_not_kill_the_connection() {
     let (status, body) = app.token(org.id()).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["generation"], 2);
+    assert_eq!(
+        app.event_kinds(org.id()).await,
+        vec!["connection.ip_blocked", "connection.recovered"]
+    );
+}
+
+#[tokio::test]
+async fn a_short_outage_is_absorbed_by_retries_with_backoff() {
+    let mut app = TestApp::start(Options::default()).await;
+    let org = app.org(LoginKind::Production).await;
+    app.connect_ok(&org).await;
+    app.sim.add_fault(sfsim::Fault::once(
+        sfsim::FaultTarget::TokenRefresh,
+        sfsim::FaultKind::Status(503),
+    ));
+    app.advance(2 * 3600 + 1);
+    let (status, body) = app.token(org.id()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(app.sim.counters().refresh_grants, 1);
 }
 
 #[tokio::test]
@@ -127,14 +146,42 @@ async fn salesforce_outage_is_transient_and_leaves_the_connection_active() {
         org_id: None,
         consumer_key: None,
         kind: sfsim::FaultKind::Status(503),
-        times: Some(1),
+        times: Some(3),
     });
     app.advance(2 * 3600 + 1);
+    // One try and two retries with backoff all meet the outage.
     let (status, body) = app.token(org.id()).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"], "upstream_unavailable");
+    let (_, shown) = app
+        .api(
+            reqwest::Method::GET,
+            &format!("/v1/connections/{}", org.id()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (shown["state"].as_str(), shown["health"].as_str()),
+        (Some("active"), Some("degraded"))
+    );
+    assert_eq!(
+        app.event_kinds(org.id()).await,
+        vec!["connection.refresh_failed"]
+    );
     let (status, body) = app.token(org.id()).await;
     assert_eq!(status, 200, "{body}");
+    let (_, shown) = app
+        .api(
+            reqwest::Method::GET,
+            &format!("/v1/connections/{}", org.id()),
+            None,
+        )
+        .await;
+    assert_eq!(shown["health"], "ok");
+    assert_eq!(
+        app.event_kinds(org.id()).await,
+        vec!["connection.refresh_failed", "connection.recovered"]
+    );
 }
 
 #[tokio::test]
@@ -160,14 +207,14 @@ async fn stale_token_report_refreshes_only_while_the_token_is_current() {
 }
 
 #[tokio::test]
-async fn concurrent_callers_in_one_process_cause_one_refresh() {
+async fn a_thousand_concurrent_callers_cause_one_refresh() {
     let mut app = TestApp::start(Options::default()).await;
     let org = app.org(LoginKind::Production).await;
     app.connect_ok(&org).await;
     app.advance(2 * 3600 + 1);
     let app = std::sync::Arc::new(app);
     let mut tasks = Vec::new();
-    for _ in 0..50 {
+    for _ in 0..1000 {
         let app = app.clone();
         let org_id = org.id().to_string();
         tasks.push(tokio::spawn(async move { app.token(&org_id).await }));

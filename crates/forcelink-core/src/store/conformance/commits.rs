@@ -11,7 +11,7 @@ pub(super) async fn commit_refresh_with_current_generation_commits(store: Arc<dy
         .unwrap()
         .connection;
     let write = refresh(&ring, &key, "two", true, at(100));
-    let after = committed(store.commit_refresh(&key, 1, &write).await.unwrap());
+    let after = committed(store.commit_refresh(&key, 1, None, &write).await.unwrap());
     assert_eq!(after.generation, 2);
     assert_eq!(after.last_refresh_at, Some(at(100)));
     assert_eq!(after.updated_at, at(100));
@@ -40,7 +40,7 @@ pub(super) async fn commit_refresh_without_refresh_token_keeps_the_stored_one(
         .connection;
     let after = committed(
         store
-            .commit_refresh(&key, 1, &refresh(&ring, &key, "two", false, at(50)))
+            .commit_refresh(&key, 1, None, &refresh(&ring, &key, "two", false, at(50)))
             .await
             .unwrap(),
     );
@@ -63,13 +63,13 @@ pub(super) async fn commit_refresh_with_stale_generation_changes_nothing(store: 
         .unwrap();
     let current = committed(
         store
-            .commit_refresh(&key, 1, &refresh(&ring, &key, "two", true, at(10)))
+            .commit_refresh(&key, 1, None, &refresh(&ring, &key, "two", true, at(10)))
             .await
             .unwrap(),
     );
     for stale in [1, 0, 3] {
         match store
-            .commit_refresh(&key, stale, &refresh(&ring, &key, "x", true, at(20)))
+            .commit_refresh(&key, stale, None, &refresh(&ring, &key, "x", true, at(20)))
             .await
             .unwrap()
         {
@@ -84,7 +84,7 @@ pub(super) async fn commit_refresh_of_missing_connection_reports_missing(store: 
     let ring = ring();
     let key = key("00D000000000062", "api");
     let outcome = store
-        .commit_refresh(&key, 1, &refresh(&ring, &key, "x", true, at(0)))
+        .commit_refresh(&key, 1, None, &refresh(&ring, &key, "x", true, at(0)))
         .await
         .unwrap();
     assert!(matches!(outcome, CommitOutcome::Missing), "got {outcome:?}");
@@ -102,7 +102,7 @@ pub(super) async fn concurrent_commits_with_one_generation_have_one_winner(store
         let (store, ring, key) = (Arc::clone(&store), Arc::clone(&ring), key.clone());
         tasks.push(tokio::spawn(async move {
             let write = refresh(&ring, &key, &format!("racer{index}"), true, at(100 + index));
-            store.commit_refresh(&key, 1, &write).await.unwrap()
+            store.commit_refresh(&key, 1, None, &write).await.unwrap()
         }));
     }
     let mut winners = Vec::new();

@@ -1,16 +1,19 @@
 //! Shared fixtures of the conformance checks: a key ring, fixed times, ids, and builders for
-//! pending authorizations, grants and refresh writes. Also re-exports what every check uses.
+//! pending authorizations, grants, refresh writes, rotation records and lineage entries. Also
+//! re-exports what every check uses.
 
 pub(super) use std::sync::Arc;
 
 pub(super) use chrono::{DateTime, Duration, TimeZone, Utc};
 
-pub(super) use crate::connection::{ConnectionState, SealedTokens};
+pub(super) use crate::connection::{
+    Connection, ConnectionHealth, ConnectionState, Lease, RotationInFlight, SealedTokens,
+};
 pub(super) use crate::ids::{ConnectionContext, ConnectionKey, OrgId, UserId};
 pub(super) use crate::salesforce::LoginHost;
 pub(super) use crate::store::{
-    CommitOutcome, GrantWrite, PendingAuthorization, RefreshWrite, SealedField, SealedRef,
-    SealedValue, Store,
+    CommitOutcome, EventFilter, GrantWrite, LeaseOutcome, NewEvent, PendingAuthorization,
+    RefreshAttempt, RefreshWrite, RotationEnd, SealedField, SealedRef, SealedValue, Store,
 };
 pub(super) use crate::vault::{KeyRing, Sealed};
 
@@ -138,9 +141,82 @@ pub(super) fn refresh(
     }
 }
 
-pub(super) fn committed(outcome: CommitOutcome) -> crate::connection::Connection {
+pub(super) fn committed(outcome: CommitOutcome) -> Connection {
     match outcome {
         CommitOutcome::Committed(connection) => connection,
         other => panic!("expected a commit, got {other:?}"),
+    }
+}
+
+pub(super) fn acquired(outcome: LeaseOutcome) -> Connection {
+    match outcome {
+        LeaseOutcome::Acquired(connection) => connection,
+        other => panic!("expected the lease, got {other:?}"),
+    }
+}
+
+/// Saves a first grant for `key` at `at(0)` and returns it.
+pub(super) async fn connected(
+    store: &Arc<dyn Store>,
+    ring: &KeyRing,
+    key: &ConnectionKey,
+) -> Connection {
+    store
+        .save_grant(&grant(ring, key, "one", at(0)))
+        .await
+        .unwrap()
+        .connection
+}
+
+/// The stored connection, which must exist.
+pub(super) async fn stored(store: &Arc<dyn Store>, key: &ConnectionKey) -> Connection {
+    store.connection(key).await.unwrap().unwrap()
+}
+
+pub(super) fn flight(attempt_id: &str, owner: &str, started_at: DateTime<Utc>) -> RotationInFlight {
+    RotationInFlight {
+        attempt_id: attempt_id.to_string(),
+        owner: owner.to_string(),
+        started_at,
+        old_refresh_hash: format!("sha256-presented-by-{attempt_id}"),
+        recovery: false,
+    }
+}
+
+pub(super) fn ending(
+    health: ConnectionHealth,
+    keep_in_flight: bool,
+    now: DateTime<Utc>,
+) -> RotationEnd {
+    RotationEnd {
+        health,
+        health_detail: Some(format!("{health} detail")),
+        state: None,
+        keep_in_flight,
+        now,
+    }
+}
+
+/// A finished lineage entry with every optional field set.
+pub(super) fn attempt(
+    attempt_id: &str,
+    key: &ConnectionKey,
+    old_hash: &str,
+    started_at: DateTime<Utc>,
+) -> RefreshAttempt {
+    RefreshAttempt {
+        attempt_id: attempt_id.to_string(),
+        org_id: key.org_id.clone(),
+        context: key.context.clone(),
+        instance: "forcelink-a".to_string(),
+        started_at,
+        finished_at: Some(started_at + Duration::milliseconds(250)),
+        old_refresh_hash: old_hash.to_string(),
+        new_refresh_hash: Some(format!("{old_hash}-next")),
+        latency_ms: Some(250),
+        outcome: "rotated".to_string(),
+        detail: Some("{\"status\":200}".to_string()),
+        egress: Some("203.0.113.7".to_string()),
+        recovery: true,
     }
 }

@@ -27,6 +27,14 @@ pub(super) async fn first_grant_round_trips_every_field_at_generation_one(store:
     assert_eq!(connection.generation, 1);
     assert_eq!(connection.tokens, write.tokens);
     assert_eq!(
+        (connection.health, connection.health_detail.clone()),
+        (ConnectionHealth::Ok, None)
+    );
+    assert_eq!(
+        (connection.lease.clone(), connection.in_flight.clone()),
+        (None, None)
+    );
+    assert_eq!(
         store.connection(&key).await.unwrap(),
         Some(connection.clone())
     );
@@ -69,12 +77,43 @@ pub(super) async fn first_grant_round_trips_every_field_at_generation_one(store:
     assert_eq!((read.updated_at, read.created_at), (at(6), at(5)));
     let refreshed = committed(
         store
-            .commit_refresh(&key, 1, &refresh(&ring, &key, "r", true, at(7)))
+            .commit_refresh(&key, 1, None, &refresh(&ring, &key, "r", true, at(7)))
             .await
             .unwrap(),
     );
     assert_eq!(refreshed.last_refresh_at, Some(at(7)));
     assert_eq!(store.connection(&key).await.unwrap(), Some(refreshed));
+
+    // Every optional column set at once, read back through `connection` and `connections`.
+    acquired(
+        store
+            .acquire_lease(&key, "instance-a", at(8), at(38))
+            .await
+            .unwrap(),
+    );
+    let mut record = flight("attempt-1", "instance-a", at(9));
+    record.recovery = true;
+    assert!(store.begin_rotation(&key, 2, None, &record).await.unwrap());
+    assert!(
+        store
+            .set_health(&key, ConnectionHealth::Degraded, Some("503"), at(10))
+            .await
+            .unwrap()
+    );
+    let full = store.connection(&key).await.unwrap().unwrap();
+    assert_eq!(
+        full.lease,
+        Some(Lease {
+            owner: "instance-a".to_string(),
+            until: at(38)
+        })
+    );
+    assert_eq!(full.in_flight, Some(record));
+    assert_eq!(
+        (full.health, full.health_detail.as_deref()),
+        (ConnectionHealth::Degraded, Some("503"))
+    );
+    assert!(store.connections().await.unwrap().contains(&full));
 }
 
 pub(super) async fn second_grant_replaces_in_place_and_returns_old_tokens(store: Arc<dyn Store>) {
@@ -87,7 +126,7 @@ pub(super) async fn second_grant_replaces_in_place_and_returns_old_tokens(store:
         .connection;
     let refreshed = committed(
         store
-            .commit_refresh(&key, 1, &refresh(&ring, &key, "r", true, at(10)))
+            .commit_refresh(&key, 1, None, &refresh(&ring, &key, "r", true, at(10)))
             .await
             .unwrap(),
     );

@@ -7,9 +7,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod commits;
+mod events;
 mod fixtures;
 mod grants;
+mod leases;
+mod lineage;
 mod pending;
+mod rotation;
 mod sealed;
 mod state;
 
@@ -20,8 +24,12 @@ use std::sync::Arc;
 use crate::store::Store;
 
 use commits::*;
+use events::*;
 use grants::*;
+use leases::*;
+use lineage::*;
 use pending::*;
+use rotation::*;
 use sealed::*;
 use state::*;
 
@@ -66,6 +74,20 @@ pub fn checks() -> Vec<Check> {
         check!(sealed_values_page_through_every_value_exactly_once),
         check!(replace_sealed_is_a_compare_and_swap),
         check!(stored_tokens_never_contain_the_plaintext),
+        check!(fresh_connection_is_healthy_unleased_and_idle),
+        check!(lease_is_exclusive_until_it_expires),
+        check!(renew_and_release_are_owner_checked),
+        check!(concurrent_acquires_by_many_owners_have_one_winner),
+        check!(begin_rotation_requires_lease_generation_and_replacing),
+        check!(commit_refresh_is_fenced_by_the_in_flight_attempt),
+        check!(end_rotation_keeps_or_clears_the_record),
+        check!(end_rotation_with_a_state_marks_the_grant_dead),
+        check!(reconnect_clears_the_record_and_health_but_not_the_lease),
+        check!(set_health_sets_health_and_detail),
+        check!(record_attempt_upserts_and_both_queries_find_it),
+        check!(lineage_and_events_survive_deleting_the_connection),
+        check!(events_have_increasing_ids_and_filter_by_key_cursor_and_limit),
+        check!(incidents_are_raised_once_and_cleared_once),
     ]
 }
 

@@ -1,0 +1,299 @@
+//! Refresh exactly once under rotation, across callers, instances and crashes.
+//!
+//! A refresh runs only while this instance holds the connection's lease in the store (owner,
+//! expiry longer than the upstream timeout, renewed while the request is in flight, released
+//! only by its owner). Before the request is sent, a rotation-in-flight record is made durable;
+//! the new tokens are committed with a compare-and-swap on the generation and that record, so
+//! a stale owner can never overwrite a newer grant. A record found at lease time means an
+//! earlier attempt's outcome was lost: once Salesforce's in-flight window has passed, the
+//! stored token is tried exactly once (`recovery`). Whoever loses a race re-reads the store.
+
+use std::time::Duration as StdDuration;
+
+use chrono::Duration;
+use rand::RngExt;
+use sha2::{Digest, Sha256};
+
+use crate::broker::{Broker, BrokerError};
+use crate::cache::IssuedToken;
+use crate::connection::{Connection, RotationInFlight};
+use crate::ids::ConnectionKey;
+use crate::pkce::hex;
+use crate::salesforce::RefreshGrant;
+use crate::secret::RefreshToken;
+use crate::store::{LeaseOutcome, SealedField, SealedRef};
+
+/// What one pass under the lease decided.
+#[derive(Debug)]
+pub(crate) enum Step {
+    Done(IssuedToken),
+    /// Try again after this long (re-reading the store first), within the caller's wait.
+    Retry {
+        after: Duration,
+        why: &'static str,
+    },
+    /// Salesforce said another request with this token is in flight: back off and re-read.
+    Concurrent,
+    /// Salesforce is unavailable: back off and try again a few times.
+    Transient(BrokerError),
+    Fail(BrokerError),
+}
+
+/// SHA-256 hex of a refresh token, as kept in lineage and in-flight records.
+pub fn token_hash(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+impl Broker {
+    /// The slow path: refresh under the lease, or take what another refresher stored.
+    pub(crate) async fn obtain(
+        &self,
+        key: &ConnectionKey,
+        stale: Option<&str>,
+    ) -> Result<IssuedToken, BrokerError> {
+        let deadline = self.clock.now() + self.settings.max_wait;
+        let mut round: u32 = 0;
+        let mut concurrent_left = self.settings.concurrent_retries;
+        let mut transient_left = self.settings.transient_retries;
+        loop {
+            let connection = self.load_active(key).await?;
+            // A lost rotation whose window has passed is settled first, fresh token or not.
+            let settle_first = self.lost_rotation_due(&connection);
+            if let Some(token) = self.usable(&connection, stale)?.filter(|_| !settle_first) {
+                return Ok(token);
+            }
+            let now = self.clock.now();
+            let owner = self.settings.instance_id.as_str();
+            let step = match self
+                .store
+                .acquire_lease(key, owner, now, now + self.settings.lease_ttl)
+                .await?
+            {
+                LeaseOutcome::Missing => return Err(BrokerError::NotFound(key.clone())),
+                LeaseOutcome::Busy { until, .. } => Step::Retry {
+                    after: (until - now).clamp(Duration::milliseconds(20), self.backoff(round)),
+                    why: "another instance is refreshing this connection",
+                },
+                LeaseOutcome::Acquired(connection) => {
+                    let step = self.under_lease(connection, stale).await;
+                    if let Err(error) = self.store.release_lease(key, owner).await {
+                        tracing::warn!(connection = %key, %error, "releasing the refresh lease failed; it expires by itself");
+                    }
+                    step
+                }
+            };
+            let (after, why) = match step {
+                Step::Done(token) => return Ok(token),
+                Step::Fail(error) => return Err(error),
+                Step::Transient(error) if transient_left == 0 => return Err(error),
+                Step::Transient(_) => {
+                    transient_left -= 1;
+                    (self.backoff(round), "salesforce is unavailable")
+                }
+                Step::Concurrent if concurrent_left == 0 => {
+                    return Err(BrokerError::Busy {
+                        detail:
+                            "salesforce keeps answering: token request is already being processed"
+                                .into(),
+                        retry_after: self.backoff(round),
+                    });
+                }
+                Step::Concurrent => {
+                    concurrent_left -= 1;
+                    (
+                        self.backoff(round),
+                        "token request is already being processed",
+                    )
+                }
+                Step::Retry { after, why } => (after, why),
+            };
+            {
+                let resume = self.clock.now() + after;
+                if resume > deadline {
+                    return Err(BrokerError::Busy {
+                        detail: why.to_string(),
+                        retry_after: after,
+                    });
+                }
+                tracing::debug!(connection = %key, why, wait_ms = after.num_milliseconds(), "waiting to retry");
+                tokio::time::sleep(after.to_std().unwrap_or_default()).await;
+                round += 1;
+            }
+        }
+    }
+
+    /// Whether the connection has an in-flight record whose window has passed.
+    pub(crate) fn lost_rotation_due(&self, connection: &Connection) -> bool {
+        connection.in_flight.as_ref().is_some_and(|lost| {
+            lost.started_at + self.settings.in_flight_window <= self.clock.now()
+        })
+    }
+
+    /// Settles every rotation whose outcome was lost (after a crash or a lost answer) once its
+    /// window has passed, without waiting for a caller. Returns how many it settled.
+    pub async fn settle_lost_rotations(&self) -> Result<usize, BrokerError> {
+        let due: Vec<ConnectionKey> = self
+            .store
+            .connections()
+            .await?
+            .into_iter()
+            .filter(|c| {
+                c.state == crate::connection::ConnectionState::Active && self.lost_rotation_due(c)
+            })
+            .map(|c| c.key)
+            .collect();
+        let mut settled = 0;
+        for key in due {
+            let lock = self.refresh_lock(&key);
+            let result = {
+                let _single_flight = lock.lock().await;
+                self.obtain(&key, None).await
+            };
+            drop(lock);
+            self.forget_idle_lock(&key);
+            settled += 1;
+            match result {
+                Ok(_) => {
+                    tracing::info!(connection = %key, "lost rotation settled: the connection works")
+                }
+                Err(error) => tracing::warn!(connection = %key, %error, "lost rotation settled"),
+            }
+        }
+        Ok(settled)
+    }
+
+    /// Exponential backoff with jitter: base · 2^round · [0.5, 1.5), capped at 2 s.
+    pub(crate) fn backoff(&self, round: u32) -> Duration {
+        let base = self.settings.backoff_base.as_secs_f64() * 2f64.powi(round.min(10) as i32);
+        let jitter: f64 = rand::rng().random_range(0.5..1.5);
+        let seconds = (base * jitter).min(2.0);
+        Duration::milliseconds((seconds * 1000.0) as i64)
+    }
+
+    async fn under_lease(&self, connection: Connection, stale: Option<&str>) -> Step {
+        if connection.state != crate::connection::ConnectionState::Active {
+            return Step::Fail(BrokerError::NeedsReauth {
+                key: connection.key.clone(),
+                cause: connection.state_cause.clone().unwrap_or_default(),
+            });
+        }
+        if !self.lost_rotation_due(&connection) {
+            match self.usable(&connection, stale) {
+                Ok(Some(token)) => return Step::Done(token),
+                Ok(None) => {}
+                Err(error) => return Step::Fail(error),
+            }
+        }
+        match connection.in_flight.clone() {
+            Some(lost) => self.recover(connection, lost).await,
+            None => self.rotate(connection, None).await,
+        }
+    }
+
+    /// An earlier attempt's outcome was lost. Wait out Salesforce's in-flight window, then try
+    /// the stored token once: it either works (nothing had rotated) or the grant is lost.
+    async fn recover(&self, connection: Connection, lost: RotationInFlight) -> Step {
+        let settles_at = lost.started_at + self.settings.in_flight_window;
+        let now = self.clock.now();
+        if now < settles_at {
+            return Step::Retry {
+                after: settles_at - now,
+                why: "the outcome of an earlier refresh is still settling",
+            };
+        }
+        tracing::warn!(
+            connection = %connection.key,
+            lost_attempt = %lost.attempt_id,
+            "recovering from a refresh whose outcome was lost: trying the stored token once"
+        );
+        self.rotate(connection, Some(lost)).await
+    }
+
+    /// Sends one refresh with the stored token, recorded durably first.
+    async fn rotate(&self, connection: Connection, replacing: Option<RotationInFlight>) -> Step {
+        let key = connection.key.clone();
+        let Some(sealed) = &connection.tokens.refresh_token else {
+            return Step::Fail(
+                self.mark_dead_now(&connection, "no refresh token stored")
+                    .await,
+            );
+        };
+        let refresh_token = match self.open(
+            &SealedRef::connection(&key, SealedField::RefreshToken),
+            sealed,
+        ) {
+            Ok(token) => RefreshToken::new(token),
+            Err(error) => return Step::Fail(error),
+        };
+        let attempt = RotationInFlight {
+            attempt_id: uuid::Uuid::now_v7().to_string(),
+            owner: self.settings.instance_id.clone(),
+            started_at: self.clock.now(),
+            old_refresh_hash: token_hash(refresh_token.expose()),
+            recovery: replacing.is_some(),
+        };
+        let replacing_id = replacing.as_ref().map(|r| r.attempt_id.as_str());
+        match self
+            .store
+            .begin_rotation(&key, connection.generation, replacing_id, &attempt)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                return Step::Retry {
+                    after: Duration::zero(),
+                    why: "the connection changed underneath",
+                };
+            }
+            Err(error) => return Step::Fail(error.into()),
+        }
+        self.lineage_started(&connection, &attempt).await;
+        let renewal = self.keep_lease(&key);
+        let started = std::time::Instant::now();
+        let result = self
+            .salesforce
+            .refresh(RefreshGrant {
+                login_host: &connection.login_host,
+                client: &self.settings.client,
+                refresh_token: &refresh_token,
+            })
+            .await;
+        let latency = started.elapsed();
+        renewal.abort();
+        match result {
+            Ok(response) => self.rotated(&connection, &attempt, response, latency).await,
+            Err(error) => {
+                self.rotation_failed(&connection, &attempt, error, latency)
+                    .await
+            }
+        }
+    }
+
+    /// Renews the lease while a request is in flight, so it never lapses under a slow answer.
+    fn keep_lease(&self, key: &ConnectionKey) -> tokio::task::JoinHandle<()> {
+        let store = self.store.clone();
+        let clock = self.clock.clone();
+        let key = key.clone();
+        let owner = self.settings.instance_id.clone();
+        let ttl = self.settings.lease_ttl;
+        let every = (ttl / 3)
+            .to_std()
+            .unwrap_or(StdDuration::from_secs(5))
+            .max(StdDuration::from_millis(50));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match store.renew_lease(&key, &owner, clock.now() + ttl).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::error!(connection = %key, "lost the refresh lease while a request was in flight");
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::warn!(connection = %key, %error, "renewing the refresh lease failed")
+                    }
+                }
+            }
+        })
+    }
+}

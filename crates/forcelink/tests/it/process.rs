@@ -1,0 +1,122 @@
+//! Real `forcelink serve` processes on the test's database: for multi-instance and crash tests.
+//! Secrets reach the child through `FORCELINK_` variables, never through files.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use forcelink::config::Config;
+
+use crate::harness::TestApp;
+
+/// A running forcelink process; killed (SIGKILL) when dropped.
+#[derive(Debug)]
+pub struct ForcelinkProcess {
+    pub child: Child,
+    pub url: String,
+    _config_dir: tempfile::TempDir,
+}
+
+impl ForcelinkProcess {
+    /// `kill -9`: no chance to finish anything.
+    pub fn kill_hard(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ForcelinkProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl TestApp {
+    /// Starts `forcelink serve` on 127.0.0.1:0 with this app's config, changed by `change`.
+    pub fn spawn_process(
+        &self,
+        instance: &str,
+        change: impl FnOnce(&mut Config),
+    ) -> ForcelinkProcess {
+        let mut config = self.config.clone();
+        config.server.listen = "127.0.0.1:0".into();
+        config.server.instance_id = instance.to_string();
+        change(&mut config);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("forcelink.toml");
+        std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_forcelink"));
+        command
+            .args(["--config", file.to_str().unwrap(), "serve"])
+            .env_remove("FORCELINK_CONFIG")
+            .env("FORCELINK_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        // Secrets are redacted in the file; the environment overrides them.
+        if let Some(secret) = &config.salesforce.client_secret {
+            command.env("FORCELINK_SALESFORCE__CLIENT_SECRET", &secret.0);
+        }
+        if let Some(key) = &config.admin.api_key {
+            command.env("FORCELINK_ADMIN__API_KEY", &key.0);
+        }
+        for (id, key) in &config.keys.ring {
+            command.env(
+                format!("FORCELINK_KEYS__RING__{}", id.to_ascii_uppercase()),
+                &key.0,
+            );
+        }
+        let mut child = command.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(url) = line.strip_prefix("forcelink serving on ") {
+                        break url.trim().to_string();
+                    }
+                }
+                _ => panic!("forcelink {instance} exited before serving"),
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        ForcelinkProcess {
+            child,
+            url,
+            _config_dir: dir,
+        }
+    }
+
+    /// Stops the in-process server so only child processes serve the database.
+    pub async fn stop_in_process_server(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await.unwrap();
+        }
+    }
+}
+
+/// POST /v1/connections/{org}/token on a given forcelink URL.
+pub async fn token_at(
+    http: &reqwest::Client,
+    url: &str,
+    admin_key: &str,
+    org_id: &str,
+    stale: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut request = http
+        .post(format!("{url}/v1/connections/{org_id}/token"))
+        .bearer_auth(admin_key);
+    if let Some(stale) = stale {
+        request = request.json(&serde_json::json!({ "stale_token": stale }));
+    }
+    match request.send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json().await.unwrap_or(serde_json::Value::Null),
+            )
+        }
+        Err(error) => (0, serde_json::Value::String(error.to_string())),
+    }
+}
