@@ -203,6 +203,13 @@ impl Broker {
         };
         let saved = self.store.save_grant(&grant).await?;
         self.cache.forget(&key);
+        let access = response.access_token.clone();
+        self.learn_expiry(
+            &key,
+            saved.connection.generation,
+            &pending.login_host,
+            access,
+        );
         let mut old_grant_revoke_failed = false;
         if let Some(old) = &saved.replaced {
             old_grant_revoke_failed = !self.revoke_replaced(&key, &saved.connection, old).await;

@@ -47,6 +47,8 @@ pub struct BrokerSettings {
     pub concurrent_retries: u32,
     /// First backoff step; doubles each retry, with jitter.
     pub backoff_base: std::time::Duration,
+    /// Learn each new access token's expiry from introspection (`exp`) when the app allows it.
+    pub introspect: bool,
 }
 
 impl BrokerSettings {
@@ -132,7 +134,7 @@ pub struct Broker {
     pub(crate) settings: BrokerSettings,
     /// One refresh at a time per connection in this process.
     pub(crate) refresh_locks: Mutex<HashMap<ConnectionKey, Arc<tokio::sync::Mutex<()>>>>,
-    pub(crate) cache: TokenCache,
+    pub(crate) cache: Arc<TokenCache>,
 }
 
 impl Broker {
@@ -150,7 +152,7 @@ impl Broker {
             clock,
             settings,
             refresh_locks: Mutex::new(HashMap::new()),
-            cache: TokenCache::default(),
+            cache: Arc::new(TokenCache::default()),
         }
     }
 

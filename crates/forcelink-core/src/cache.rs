@@ -54,6 +54,19 @@ impl TokenCache {
         }
     }
 
+    /// Corrects the expiry of the cached token of `generation`, if that is the one cached.
+    pub fn set_expiry(&self, key: &ConnectionKey, generation: i64, expires_at: DateTime<Utc>) {
+        let entries = self.entries.pin();
+        if let Some(cached) = entries
+            .get(key)
+            .filter(|cached| cached.generation == generation)
+        {
+            let mut corrected = IssuedToken::clone(cached);
+            corrected.expires_at = expires_at;
+            entries.insert(key.clone(), Arc::new(corrected));
+        }
+    }
+
     pub fn forget(&self, key: &ConnectionKey) {
         self.entries.pin().remove(key);
     }

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod clock;
 pub mod connection;
 pub mod disconnect;
+mod expiry;
 pub mod ids;
 pub mod lineage;
 pub mod pkce;

@@ -118,6 +118,12 @@ impl Broker {
                     generation: stored.generation,
                 };
                 self.cache.put(key, &token);
+                self.learn_expiry(
+                    key,
+                    stored.generation,
+                    &connection.login_host,
+                    token.access_token.clone(),
+                );
                 Step::Done(token)
             }
             Ok(other) => {

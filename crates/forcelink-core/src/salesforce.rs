@@ -273,6 +273,13 @@ pub struct RefreshGrant<'a> {
     pub refresh_token: &'a RefreshToken,
 }
 
+/// What introspection says of an access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Introspection {
+    pub active: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
 /// What forcelink asks of Salesforce's OAuth endpoints.
 #[async_trait]
 pub trait SalesforceOAuth: Send + Sync + fmt::Debug + 'static {
@@ -283,6 +290,13 @@ pub trait SalesforceOAuth: Send + Sync + fmt::Debug + 'static {
     async fn refresh(&self, request: RefreshGrant<'_>) -> Result<TokenResponse, SalesforceError>;
     /// Revokes a refresh or access token (a refresh token takes its access tokens with it).
     async fn revoke(&self, login_host: &LoginHost, token: &str) -> Result<(), SalesforceError>;
+    /// Introspects an access token of this app (needs the client secret).
+    async fn introspect(
+        &self,
+        login_host: &LoginHost,
+        client: &ClientCredentials,
+        access_token: &AccessToken,
+    ) -> Result<Introspection, SalesforceError>;
     /// Reads the identity URL with the access token.
     async fn identity(
         &self,

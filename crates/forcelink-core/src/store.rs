@@ -388,6 +388,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
+    /// Sets the best known access-token expiry (e.g. introspected `exp`) if the generation is
+    /// still `expected_generation`. Returns whether it did.
+    async fn set_access_expiry(
+        &self,
+        key: &ConnectionKey,
+        expected_generation: i64,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
     /// Removes a connection and returns what it was.
     async fn delete_connection(
         &self,

@@ -8,13 +8,14 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use forcelink_core::salesforce::Introspection;
 use forcelink_core::salesforce::classify_token_error;
 use forcelink_core::{
-    AccessToken, CodeExchange, Identity, LoginHost, RefreshGrant, SalesforceError, SalesforceOAuth,
-    TokenResponse,
+    AccessToken, ClientCredentials, CodeExchange, Identity, LoginHost, RefreshGrant,
+    SalesforceError, SalesforceOAuth, TokenResponse,
 };
 
-use crate::wire::{RawError, RawIdentity, RawToken};
+use crate::wire::{RawError, RawIdentity, RawIntrospection, RawToken};
 
 /// How the client reaches Salesforce.
 #[derive(Debug, Clone)]
@@ -162,6 +163,40 @@ impl SalesforceOAuth for SalesforceClient {
                 .unwrap_or_else(|| "invalid_token".into()),
             description: parsed.and_then(|e| e.error_description).unwrap_or_default(),
         })
+    }
+
+    async fn introspect(
+        &self,
+        login_host: &LoginHost,
+        client: &ClientCredentials,
+        access_token: &AccessToken,
+    ) -> Result<Introspection, SalesforceError> {
+        let mut form = vec![
+            ("token", access_token.expose()),
+            ("token_type_hint", "access_token"),
+            ("client_id", client.client_id.as_str()),
+        ];
+        if let Some(secret) = &client.client_secret {
+            form.push(("client_secret", secret.expose()));
+        }
+        let response = self
+            .http
+            .post(login_host.endpoint("/services/oauth2/introspect"))
+            .header("Accept", "application/json")
+            .form(&form)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let body = response.text().await.map_err(transport_error)?;
+        if !(200..300).contains(&status) {
+            return Err(classify_token_error(status, &body, false));
+        }
+        let raw: RawIntrospection =
+            serde_json::from_str(&body).map_err(|_| SalesforceError::Protocol {
+                detail: "introspection is not the expected JSON".into(),
+            })?;
+        Ok(raw.into_introspection())
     }
 
     async fn identity(

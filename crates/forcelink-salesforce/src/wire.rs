@@ -67,6 +67,25 @@ impl RawIdentity {
     }
 }
 
+/// An introspection answer: `exp` in seconds since the epoch.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawIntrospection {
+    active: bool,
+    exp: Option<i64>,
+}
+
+impl RawIntrospection {
+    pub(crate) fn into_introspection(self) -> forcelink_core::salesforce::Introspection {
+        use chrono::TimeZone;
+        forcelink_core::salesforce::Introspection {
+            active: self.active,
+            expires_at: self
+                .exp
+                .and_then(|exp| chrono::Utc.timestamp_opt(exp, 0).single()),
+        }
+    }
+}
+
 /// A revoke or other endpoint error body.
 #[derive(Debug, Deserialize)]
 pub(crate) struct RawError {

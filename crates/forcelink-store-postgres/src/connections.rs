@@ -228,6 +228,26 @@ pub(crate) async fn set_state(
     Ok(done.rows_affected() > 0)
 }
 
+pub(crate) async fn set_access_expiry(
+    pool: &PgPool,
+    key: &ConnectionKey,
+    expected_generation: i64,
+    expires_at: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE connections SET access_expires_at = $3 \
+         WHERE org_id = $1 AND context = $2 AND generation = $4",
+    )
+    .bind(key.org_id.as_str())
+    .bind(key.context.as_str())
+    .bind(expires_at)
+    .bind(expected_generation)
+    .execute(pool)
+    .await
+    .map_err(unavailable("set_access_expiry"))?;
+    Ok(done.rows_affected() > 0)
+}
+
 pub(crate) async fn delete(
     pool: &PgPool,
     key: &ConnectionKey,

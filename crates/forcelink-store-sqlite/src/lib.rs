@@ -228,6 +228,15 @@ impl Store for SqliteStore {
         connections::set_state(self.pool(), key, expected_generation, state, cause, now).await
     }
 
+    async fn set_access_expiry(
+        &self,
+        key: &ConnectionKey,
+        expected_generation: i64,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        connections::set_access_expiry(self.pool(), key, expected_generation, expires_at).await
+    }
+
     async fn delete_connection(
         &self,
         key: &ConnectionKey,

@@ -127,6 +127,7 @@ pub fn broker_settings(config: &Config, hosts: &LoginHostPolicy) -> BrokerSettin
         transient_retries: refresh.transient_retries,
         concurrent_retries: refresh.concurrent_retries,
         backoff_base: std::time::Duration::from_millis(u64::from(refresh.backoff_base_ms)),
+        introspect: salesforce.introspect_expiry,
     }
 }
 

@@ -105,6 +105,8 @@ pub struct SalesforceConfig {
     pub refresh_margin_seconds: u32,
     pub request_timeout_seconds: u32,
     pub state_ttl_minutes: u32,
+    /// Learn each access token's real expiry from introspection (needs the client secret).
+    pub introspect_expiry: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -153,6 +155,7 @@ impl Default for SalesforceConfig {
             refresh_margin_seconds: 300,
             request_timeout_seconds: 30,
             state_ttl_minutes: 10,
+            introspect_expiry: true,
         }
     }
 }

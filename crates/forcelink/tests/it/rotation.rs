@@ -348,3 +348,41 @@ async fn a_token_used_by_someone_else_raises_a_compromise_suspicion_and_exports_
     let exported = serde_json::to_string(&timelines).unwrap();
     assert!(!exported.contains(&stolen));
 }
+
+#[tokio::test]
+async fn introspection_teaches_the_real_access_token_expiry() {
+    let mut app = TestApp::start(Options::default()).await;
+    app.sim
+        .update_app(&app.sf_app.consumer_key, |s| {
+            s.session_timeout = std::time::Duration::from_secs(15 * 60)
+        })
+        .unwrap();
+    let org = app.org(LoginKind::Production).await;
+    app.connect_ok(&org).await;
+    // forcelink assumes 120 minutes until introspection says 15.
+    let path = format!("/v1/connections/{}", org.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, shown) = app.api(reqwest::Method::GET, &path, None).await;
+        let expires: chrono::DateTime<chrono::Utc> = shown["access_token_expires_at"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let created: chrono::DateTime<chrono::Utc> =
+            shown["created_at"].as_str().unwrap().parse().unwrap();
+        if (expires - created).num_minutes() < 20 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expiry never learned: {shown}"
+        );
+        tokio::task::yield_now().await;
+    }
+    // 16 minutes later the token is known to be dead and is refreshed before anyone gets a 401.
+    app.advance(16 * 60);
+    let (status, body) = app.token(org.id()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["generation"], 2);
+}

@@ -69,6 +69,7 @@ pub fn checks() -> Vec<Check> {
         check!(commit_refresh_of_missing_connection_reports_missing),
         check!(concurrent_commits_with_one_generation_have_one_winner),
         check!(set_state_honours_expected_generation),
+        check!(access_expiry_is_fenced_by_generation),
         check!(delete_returns_the_record_once),
         check!(connections_are_ordered_by_org_then_context_bytewise),
         check!(sealed_values_page_through_every_value_exactly_once),

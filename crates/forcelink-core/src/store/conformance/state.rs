@@ -119,3 +119,35 @@ pub(super) async fn connections_are_ordered_by_org_then_context_bytewise(store: 
         .collect();
     assert_eq!(listed, expected);
 }
+
+pub(super) async fn access_expiry_is_fenced_by_generation(store: Arc<dyn Store>) {
+    let ring = ring();
+    let key = key("00D000000000062", "api");
+    store
+        .save_grant(&grant(&ring, &key, "one", at(0)))
+        .await
+        .unwrap();
+    let before = store.connection(&key).await.unwrap().unwrap();
+    assert!(
+        !store
+            .set_access_expiry(&key, before.generation + 1, at(900))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        stored(&store, &key).await.tokens.access_expires_at,
+        before.tokens.access_expires_at
+    );
+    assert!(
+        store
+            .set_access_expiry(&key, before.generation, at(900))
+            .await
+            .unwrap()
+    );
+    let after = stored(&store, &key).await;
+    assert_eq!(after.tokens.access_expires_at, at(900));
+    assert_eq!(
+        (after.generation, after.updated_at),
+        (before.generation, before.updated_at)
+    );
+}
