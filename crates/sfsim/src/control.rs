@@ -36,6 +36,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/sfsim/clock", get(clock))
         .route("/sfsim/clock/advance", post(advance_clock))
         .route("/sfsim/faults", post(add_fault).delete(clear_faults))
+        .route("/sfsim/holds/release", post(release_holds))
         .route("/sfsim/counters", get(counters))
         .route("/sfsim/requests", get(requests))
 }
@@ -251,6 +252,11 @@ async fn add_fault(State(app_state): State<AppState>, Json(body): Json<FaultBody
 async fn clear_faults(State(app_state): State<AppState>) -> Response {
     sim(&app_state).clear_faults();
     ok(json!({"cleared": true}))
+}
+
+async fn release_holds(State(app_state): State<AppState>) -> Response {
+    sim(&app_state).release_holds();
+    ok(json!({"released": true}))
 }
 
 #[derive(Debug, Deserialize)]

@@ -137,6 +137,8 @@ pub(crate) enum KindBody {
     DelayAfterProcessing { seconds: f64 },
     Status { status: u16 },
     DelayThenStatus { seconds: f64, status: u16 },
+    HoldThenStatus { status: u16 },
+    RotateThenHold,
     DropAfterProcessing,
     TamperIdentity,
 }
@@ -175,6 +177,8 @@ impl FaultBody {
                 FaultKind::DelayAfterProcessing(seconds(s)?)
             }
             KindBody::Status { status } => FaultKind::Status(status),
+            KindBody::HoldThenStatus { status } => FaultKind::HoldThenStatus(status),
+            KindBody::RotateThenHold => FaultKind::RotateThenHold,
             KindBody::DelayThenStatus { seconds: s, status } => {
                 FaultKind::DelayThenStatus(seconds(s)?, status)
             }

@@ -32,6 +32,11 @@ pub enum FaultKind {
     /// Hold the request (a refresh keeps its in-flight slot), then answer this status without
     /// processing anything: a request that was in flight but never rotated.
     DelayThenStatus(Duration, u16),
+    /// Hold the request in flight until `Sim::release_holds`, then answer this status without
+    /// processing (refresh only).
+    HoldThenStatus(u16),
+    /// Process and commit, then hold the answer until `Sim::release_holds` (refresh only).
+    RotateThenHold,
     /// Process and commit, then close the TCP connection without any HTTP response.
     DropAfterProcessing,
     /// Replace the user id in a token response's `id` without re-signing it.
@@ -71,6 +76,8 @@ pub(crate) struct FiredFaults {
     pub(crate) delay_after: Option<Duration>,
     pub(crate) status: Option<u16>,
     pub(crate) delay_then_status: Option<(Duration, u16)>,
+    pub(crate) hold_then_status: Option<u16>,
+    pub(crate) rotate_then_hold: bool,
     pub(crate) drop_after: bool,
     pub(crate) tamper_identity: bool,
 }
@@ -115,6 +122,8 @@ impl FaultBook {
                 FaultKind::DelayBeforeProcessing(delay) => fired.delay_before = Some(*delay),
                 FaultKind::DelayAfterProcessing(delay) => fired.delay_after = Some(*delay),
                 FaultKind::Status(status) => fired.status = Some(*status),
+                FaultKind::HoldThenStatus(status) => fired.hold_then_status = Some(*status),
+                FaultKind::RotateThenHold => fired.rotate_then_hold = true,
                 FaultKind::DelayThenStatus(delay, status) => {
                     fired.delay_then_status = Some((*delay, *status));
                 }

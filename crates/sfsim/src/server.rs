@@ -30,11 +30,28 @@ pub(crate) struct Inner {
     pub(crate) sandbox_url: String,
     pub(crate) shutdown: watch::Sender<bool>,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Bumped by `Sim::release_holds`; held requests wait for a bump after they fired.
+    pub(crate) holds: watch::Sender<u64>,
 }
 
 impl Inner {
     pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, State> {
         state::lock(&self.state)
+    }
+
+    /// The release generation now; a hold that fired now waits for a later one.
+    pub(crate) fn hold_generation(&self) -> u64 {
+        *self.holds.borrow()
+    }
+
+    /// Waits until `release_holds` is called after `fired_at`, or the sim shuts down.
+    pub(crate) async fn wait_release(&self, fired_at: u64) {
+        let mut releases = self.holds.subscribe();
+        let mut shutdown = self.shutdown.subscribe();
+        tokio::select! {
+            _ = releases.wait_for(|generation| *generation > fired_at) => {}
+            _ = shutdown.wait_for(|stopped| *stopped) => {}
+        }
     }
 }
 
@@ -96,13 +113,32 @@ pub(crate) async fn bind() -> std::io::Result<(TcpListener, String)> {
     Ok((listener, format!("http://{address}")))
 }
 
+/// Salesforce's `Date` header comes from Salesforce's clock: stamp the simulated one, so clock
+/// skew checks see the time travel.
+fn stamp_date(mut response: axum::response::Response, now_ms: i64) -> axum::response::Response {
+    let seconds = u64::try_from(now_ms / 1000).unwrap_or(0);
+    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+    if let Ok(value) = axum::http::HeaderValue::from_str(&httpdate::fmt_http_date(when)) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::DATE, value);
+    }
+    response
+}
+
 /// Starts serving a bound listener as `kind`.
 pub(crate) fn serve(inner: &Arc<Inner>, listener: TcpListener, host: Host) {
     let app_state = AppState {
         sim: Arc::clone(inner),
         host: Arc::new(host.clone()),
     };
-    let router = crate::routes::router(&host.kind).with_state(app_state);
+    let clock_owner = Arc::clone(inner);
+    let router = crate::routes::router(&host.kind)
+        .with_state(app_state)
+        .layer(axum::middleware::map_response(move |response| {
+            let now_ms = clock_owner.clock.now_ms();
+            async move { stamp_date(response, now_ms) }
+        }));
     let shutdown = inner.shutdown.subscribe();
     let task = tokio::spawn(accept_loop(
         listener,

@@ -35,6 +35,7 @@ impl Sim {
             sandbox_url: sandbox_url.clone(),
             shutdown,
             tasks: Mutex::new(Vec::new()),
+            holds: watch::channel(0).0,
         });
         server::serve(
             &inner,
@@ -253,6 +254,11 @@ impl Sim {
     /// Adds a fault; returns its id.
     pub fn add_fault(&self, fault: Fault) -> u64 {
         self.inner.state().faults.add(fault)
+    }
+
+    /// Lets every request held by a `HoldThenStatus` or `RotateThenHold` fault go on.
+    pub fn release_holds(&self) {
+        self.inner.holds.send_modify(|generation| *generation += 1);
     }
 
     pub fn clear_faults(&self) {

@@ -70,6 +70,7 @@ pub(crate) async fn refresh(
     if let Some(status) = fired.status {
         return fault_status_response(status);
     }
+    let hold_generation = sim.hold_generation();
     let reserved = {
         let mut state = sim.state();
         let now_ms = sim.clock.now_ms();
@@ -97,13 +98,22 @@ pub(crate) async fn refresh(
         tokio::time::sleep(delay).await;
         return fault_status_response(status);
     }
+    if let Some(status) = fired.hold_then_status {
+        sim.wait_release(hold_generation).await;
+        return fault_status_response(status);
+    }
     let committed = {
         let mut state = sim.state();
         let now_ms = sim.clock.now_ms();
         commit(&mut state, now_ms, &token, &reserved, &fired)
     };
     match committed {
-        Ok(body) => finish(connection, &fired, body).await,
+        Ok(body) => {
+            if fired.rotate_then_hold {
+                sim.wait_release(hold_generation).await;
+            }
+            finish(connection, &fired, body).await
+        }
         Err(error) => error.into_response(),
     }
 }

@@ -174,3 +174,31 @@ async fn an_org_user_and_app_created_over_http_can_complete_a_flow() {
     assert!(requests.as_array().unwrap().len() >= 8);
     sim.shutdown();
 }
+
+#[tokio::test]
+async fn the_date_header_follows_the_simulated_clock() {
+    let world = crate::support::world().await;
+    world
+        .sim
+        .advance_clock(std::time::Duration::from_secs(3 * 3600));
+    let response = world
+        .client
+        .get(format!(
+            "{}/.well-known/openid-configuration",
+            world.sim.production_login_url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    let date = response.headers()["date"].to_str().unwrap().to_string();
+    let stamped = httpdate::parse_http_date(&date).unwrap();
+    let sim_now =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(world.sim.now_ms() as u64);
+    let skew = sim_now
+        .duration_since(stamped)
+        .unwrap_or_else(|e| e.duration());
+    assert!(
+        skew < std::time::Duration::from_secs(5),
+        "Date {date} is not the simulated time"
+    );
+}

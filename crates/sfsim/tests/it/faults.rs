@@ -175,3 +175,79 @@ async fn a_held_then_failed_refresh_blocks_concurrent_use_and_never_rotates() {
     let (status, body) = world.refresh(&token).await;
     assert_eq!(status, StatusCode::OK, "the token still works: {body}");
 }
+
+#[tokio::test]
+async fn holds_last_until_released_before_or_after_rotating() {
+    let world = world().await;
+    let first = world.tokens().await;
+    let second = world.tokens().await;
+    let (before, after) = (
+        text(&first, "refresh_token").to_owned(),
+        text(&second, "refresh_token").to_owned(),
+    );
+    world.sim.add_fault(Fault {
+        target: FaultTarget::TokenRefresh,
+        org_id: None,
+        consumer_key: None,
+        kind: FaultKind::HoldThenStatus(503),
+        times: Some(1),
+    });
+    let spawn_refresh = |token: String| {
+        let (sim, client, key, secret) = (
+            world.sim.clone(),
+            world.client.clone(),
+            world.app.consumer_key.clone(),
+            world.app.consumer_secret.clone(),
+        );
+        tokio::spawn(async move {
+            client
+                .post(format!(
+                    "{}/services/oauth2/token",
+                    sim.production_login_url()
+                ))
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", token.as_str()),
+                    ("client_id", key.as_str()),
+                    ("client_secret", secret.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    let held = spawn_refresh(before.clone());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while world.sim.refreshes_in_flight() == 0 {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::task::yield_now().await;
+    }
+    world.sim.add_fault(Fault::once(
+        FaultTarget::TokenRefresh,
+        FaultKind::RotateThenHold,
+    ));
+    let rotated = spawn_refresh(after.clone());
+    while world.sim.counters().refresh_grants == 0 {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !held.is_finished() && !rotated.is_finished(),
+        "both wait for the release"
+    );
+    world.sim.release_holds();
+    assert_eq!(held.await.unwrap(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(rotated.await.unwrap(), StatusCode::OK);
+    assert_eq!(
+        world.sim.counters().refresh_grants,
+        1,
+        "only the second rotated"
+    );
+    let (status, body) = world.refresh(&before).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the held token was never consumed: {body}"
+    );
+}
