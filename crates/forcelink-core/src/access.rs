@@ -12,6 +12,13 @@ use crate::ids::ConnectionKey;
 use crate::secret::AccessToken;
 use crate::store::{SealedField, SealedRef};
 
+/// Token handouts by how they were served, and their latency.
+fn record_handout(source: &'static str, started: std::time::Instant) {
+    metrics::counter!("forcelink_token_handouts_total", "source" => source).increment(1);
+    metrics::histogram!("forcelink_token_handout_seconds", "source" => source)
+        .record(started.elapsed().as_secs_f64());
+}
+
 impl Broker {
     /// A valid access token for `key`; never a refresh token.
     pub async fn access_token(
@@ -19,8 +26,10 @@ impl Broker {
         key: &ConnectionKey,
         stale: Option<&str>,
     ) -> Result<IssuedToken, BrokerError> {
+        let started = std::time::Instant::now();
         let margin = self.settings.refresh_margin;
         if let Some(token) = self.cache.fresh(key, self.clock.now(), margin, stale) {
+            record_handout("cache", started);
             return Ok(token);
         }
         let lock = self.refresh_lock(key);
@@ -33,6 +42,7 @@ impl Broker {
         };
         drop(lock);
         self.forget_idle_lock(key);
+        record_handout(if result.is_ok() { "slow_path" } else { "error" }, started);
         result
     }
 

@@ -200,6 +200,7 @@ impl Broker {
             signature_verified,
             tokens,
             now,
+            heartbeat_due_at: self.first_heartbeat_due(&key, now),
         };
         let saved = self.store.save_grant(&grant).await?;
         self.cache.forget(&key);

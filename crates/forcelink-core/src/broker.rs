@@ -47,6 +47,10 @@ pub struct BrokerSettings {
     pub concurrent_retries: u32,
     /// First backoff step; doubles each retry, with jitter.
     pub backoff_base: std::time::Duration,
+    /// How token traffic leaves (`bind 127.0.0.2`, `proxy http://…`), recorded on each refresh.
+    pub egress: Option<String>,
+    /// Use every refresh token at least this often (well inside the idle TTL).
+    pub heartbeat_interval: Duration,
     /// Learn each new access token's expiry from introspection (`exp`) when the app allows it.
     pub introspect: bool,
 }

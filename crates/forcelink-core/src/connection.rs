@@ -149,6 +149,13 @@ pub struct Connection {
     pub health_detail: Option<String>,
     pub lease: Option<Lease>,
     pub in_flight: Option<RotationInFlight>,
+    /// Last successful use of the refresh token (the grant, or the last refresh): the idle TTL
+    /// runs from here.
+    pub refresh_token_used_at: DateTime<Utc>,
+    /// When the heartbeat should next use the refresh token.
+    pub heartbeat_due_at: DateTime<Utc>,
+    /// The at-risk threshold last raised (days left: 7, 3 or 1), 0 when not at risk.
+    pub at_risk_level: i32,
 }
 
 impl Connection {

@@ -88,7 +88,7 @@ impl Broker {
             latency_ms: None,
             outcome: "pending".into(),
             detail: None,
-            egress: None,
+            egress: self.settings.egress.clone(),
             recovery: attempt.recovery,
         }
     }
@@ -113,6 +113,9 @@ impl Broker {
         detail: Option<&str>,
         latency: StdDuration,
     ) {
+        metrics::counter!("forcelink_refreshes_total", "outcome" => outcome.to_string())
+            .increment(1);
+        metrics::histogram!("forcelink_refresh_seconds").record(latency.as_secs_f64());
         let mut record = self.attempt_record(connection, attempt);
         record.finished_at = Some(self.clock.now());
         record.new_refresh_hash = new_hash;

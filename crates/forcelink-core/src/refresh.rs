@@ -51,6 +51,24 @@ impl Broker {
         key: &ConnectionKey,
         stale: Option<&str>,
     ) -> Result<IssuedToken, BrokerError> {
+        self.obtain_with(key, stale, false).await
+    }
+
+    /// Uses the refresh token now, even if the access token is fresh (the heartbeat). The
+    /// caller holds this process's single-flight lock for the connection.
+    pub(crate) async fn obtain_forced(
+        &self,
+        key: &ConnectionKey,
+    ) -> Result<IssuedToken, BrokerError> {
+        self.obtain_with(key, None, true).await
+    }
+
+    async fn obtain_with(
+        &self,
+        key: &ConnectionKey,
+        stale: Option<&str>,
+        force: bool,
+    ) -> Result<IssuedToken, BrokerError> {
         let deadline = self.clock.now() + self.settings.max_wait;
         let mut round: u32 = 0;
         let mut concurrent_left = self.settings.concurrent_retries;
@@ -58,7 +76,7 @@ impl Broker {
         loop {
             let connection = self.load_active(key).await?;
             // A lost rotation whose window has passed is settled first, fresh token or not.
-            let settle_first = self.lost_rotation_due(&connection);
+            let settle_first = force || self.lost_rotation_due(&connection);
             if let Some(token) = self.usable(&connection, stale)?.filter(|_| !settle_first) {
                 return Ok(token);
             }
@@ -70,12 +88,15 @@ impl Broker {
                 .await?
             {
                 LeaseOutcome::Missing => return Err(BrokerError::NotFound(key.clone())),
-                LeaseOutcome::Busy { until, .. } => Step::Retry {
-                    after: (until - now).clamp(Duration::milliseconds(20), self.backoff(round)),
-                    why: "another instance is refreshing this connection",
-                },
+                LeaseOutcome::Busy { until, .. } => {
+                    metrics::counter!("forcelink_lease_contention_total").increment(1);
+                    Step::Retry {
+                        after: (until - now).clamp(Duration::milliseconds(20), self.backoff(round)),
+                        why: "another instance is refreshing this connection",
+                    }
+                }
                 LeaseOutcome::Acquired(connection) => {
-                    let step = self.under_lease(connection, stale).await;
+                    let step = self.under_lease(connection, stale, force).await;
                     if let Err(error) = self.store.release_lease(key, owner).await {
                         tracing::warn!(connection = %key, %error, "releasing the refresh lease failed; it expires by itself");
                     }
@@ -170,14 +191,14 @@ impl Broker {
         Duration::milliseconds((seconds * 1000.0) as i64)
     }
 
-    async fn under_lease(&self, connection: Connection, stale: Option<&str>) -> Step {
+    async fn under_lease(&self, connection: Connection, stale: Option<&str>, force: bool) -> Step {
         if connection.state != crate::connection::ConnectionState::Active {
             return Step::Fail(BrokerError::NeedsReauth {
                 key: connection.key.clone(),
                 cause: connection.state_cause.clone().unwrap_or_default(),
             });
         }
-        if !self.lost_rotation_due(&connection) {
+        if !force && !self.lost_rotation_due(&connection) {
             match self.usable(&connection, stale) {
                 Ok(Some(token)) => return Step::Done(token),
                 Ok(None) => {}

@@ -68,6 +68,7 @@ impl Broker {
             }),
             instance_url: response.instance_url.trim_end_matches('/').to_string(),
             refreshed_at: now,
+            heartbeat_due_at: self.next_heartbeat_due(now),
         };
         let new_hash = response
             .refresh_token
@@ -233,7 +234,7 @@ impl Broker {
                     self.emit(
                         "connection.ip_blocked",
                         Some(key),
-                        json!({ "description": description, "egress": null }),
+                        json!({ "description": description, "egress": self.settings.egress }),
                     )
                     .await;
                 }

@@ -61,6 +61,7 @@ pub struct GrantWrite {
     pub signature_verified: bool,
     pub tokens: SealedTokens,
     pub now: DateTime<Utc>,
+    pub heartbeat_due_at: DateTime<Utc>,
 }
 
 /// What `save_grant` did.
@@ -81,6 +82,7 @@ pub struct RefreshWrite {
     pub refresh_token: Option<Sealed>,
     pub instance_url: String,
     pub refreshed_at: DateTime<Utc>,
+    pub heartbeat_due_at: DateTime<Utc>,
 }
 
 /// What a compare-and-swap commit found.
@@ -387,6 +389,36 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         cause: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+
+    /// Takes the refresh lease (for `owner`, until `lease_until`) on up to `limit` active
+    /// connections whose heartbeat is due at `now` and whose lease is free or expired, oldest
+    /// due first, and returns them as stored after the claim. Concurrent claimers (other
+    /// processes) never get the same connection (PostgreSQL: `FOR UPDATE SKIP LOCKED`). Cost
+    /// grows with the number due, not with the total (an index on the due time).
+    async fn claim_due_heartbeats(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Connection>, StoreError>;
+    /// Moves a connection's next heartbeat (e.g. later, after a failure). Returns whether it did.
+    async fn set_heartbeat_due(
+        &self,
+        key: &ConnectionKey,
+        due_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Active connections whose refresh token was last used before `used_before`, least
+    /// recently used first, at most `limit` (an index on the last use).
+    async fn idle_refresh_tokens(
+        &self,
+        used_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Connection>, StoreError>;
+    /// Records the at-risk threshold last raised for a connection. Returns whether it changed.
+    async fn set_at_risk_level(&self, key: &ConnectionKey, level: i32) -> Result<bool, StoreError>;
+    /// How many connections are in each state, for metrics: (state, count).
+    async fn count_by_state(&self) -> Result<Vec<(ConnectionState, u64)>, StoreError>;
 
     /// Sets the best known access-token expiry (e.g. introspected `exp`) if the generation is
     /// still `expected_generation`. Returns whether it did.

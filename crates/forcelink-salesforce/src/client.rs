@@ -24,6 +24,8 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Local address to send from (egress pinning), if any.
     pub local_address: Option<IpAddr>,
+    /// HTTP CONNECT proxy for all traffic of this client, if any.
+    pub proxy: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -31,6 +33,7 @@ impl Default for ClientOptions {
         Self {
             timeout: Duration::from_secs(30),
             local_address: None,
+            proxy: None,
         }
     }
 }
@@ -44,7 +47,15 @@ pub struct SalesforceClient {
 impl SalesforceClient {
     pub fn new(options: &ClientOptions) -> Result<Self, String> {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(proxy) = &options.proxy {
+            let proxy = reqwest::Proxy::all(proxy.as_str())
+                .map_err(|_| "egress.proxy is not a valid proxy URL".to_string())?;
+            builder = builder.proxy(proxy);
+        } else {
+            builder = builder.no_proxy();
+        }
+        let http = builder
             .redirect(reqwest::redirect::Policy::none())
             .timeout(options.timeout)
             .connect_timeout(options.timeout.min(Duration::from_secs(10)))

@@ -8,6 +8,7 @@
 
 mod connections;
 mod events;
+mod heartbeat;
 mod leases;
 mod lineage;
 mod migrate;
@@ -207,6 +208,40 @@ impl Store for PostgresStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         connections::set_state(self.pool(), key, expected_generation, state, cause, now).await
+    }
+
+    async fn claim_due_heartbeats(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Connection>, StoreError> {
+        heartbeat::claim_due(self.pool(), owner, now, lease_until, limit).await
+    }
+
+    async fn set_heartbeat_due(
+        &self,
+        key: &ConnectionKey,
+        due_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        heartbeat::set_due(self.pool(), key, due_at).await
+    }
+
+    async fn idle_refresh_tokens(
+        &self,
+        used_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Connection>, StoreError> {
+        heartbeat::idle(self.pool(), used_before, limit).await
+    }
+
+    async fn set_at_risk_level(&self, key: &ConnectionKey, level: i32) -> Result<bool, StoreError> {
+        heartbeat::set_at_risk_level(self.pool(), key, level).await
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(ConnectionState, u64)>, StoreError> {
+        heartbeat::count_by_state(self.pool()).await
     }
 
     async fn set_access_expiry(

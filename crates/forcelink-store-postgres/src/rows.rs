@@ -22,7 +22,7 @@ macro_rules! connection_columns {
          updated_at, last_refresh_at, generation, access_token, access_issued_at, \
          access_expires_at, refresh_token, health, health_detail, lease_owner, lease_until, \
          inflight_attempt, inflight_owner, inflight_started_at, inflight_old_hash, \
-         inflight_recovery"
+         inflight_recovery, refresh_token_used_at, heartbeat_due_at, at_risk_level"
     };
 }
 pub(crate) use connection_columns;
@@ -154,6 +154,9 @@ pub(crate) fn connection(row: &PgRow) -> Result<Connection, StoreError> {
         health_detail: get(row, "health_detail")?,
         lease: lease(row)?,
         in_flight: in_flight(row)?,
+        refresh_token_used_at: time(row, "refresh_token_used_at")?,
+        heartbeat_due_at: time(row, "heartbeat_due_at")?,
+        at_risk_level: get(row, "at_risk_level")?,
     })
 }
 

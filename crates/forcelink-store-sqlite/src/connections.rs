@@ -47,7 +47,8 @@ pub(crate) async fn save_grant(
              access_token = ?12, access_issued_at = ?13, access_expires_at = ?14, \
              refresh_token = ?15, health = 'ok', health_detail = NULL, \
              inflight_attempt = NULL, inflight_owner = NULL, inflight_started_at = NULL, \
-             inflight_old_hash = NULL, inflight_recovery = 0 \
+             inflight_old_hash = NULL, inflight_recovery = 0, refresh_token_used_at = ?11, \
+             heartbeat_due_at = ?17, at_risk_level = 0 \
              WHERE id = ?16 AND org_id = ?1 AND context = ?2 RETURNING ",
             connection_columns!()
         ))
@@ -56,8 +57,9 @@ pub(crate) async fn save_grant(
             "INSERT INTO connections (org_id, context, user_id, username, instance_url, \
              login_host, identity_url, scopes, state, pkce, rotation_seen, signature_verified, \
              updated_at, access_token, access_issued_at, access_expires_at, refresh_token, \
-             id, created_at, generation) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'active', ?9, \
-             0, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?11, 1) RETURNING ",
+             id, created_at, generation, refresh_token_used_at, heartbeat_due_at, \
+             at_risk_level) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'active', ?9, 0, ?10, ?11, \
+             ?12, ?13, ?14, ?15, ?16, ?11, 1, ?11, ?17, 0) RETURNING ",
             connection_columns!()
         ))
     };
@@ -84,6 +86,7 @@ pub(crate) async fn save_grant(
                 .map(|sealed| sealed.as_bytes()),
         )
         .bind(id)
+        .bind(micros(grant.heartbeat_due_at))
         .fetch_one(&mut *transaction)
         .await
         .map_err(unavailable("save_grant write"))?;
@@ -140,7 +143,8 @@ pub(crate) async fn commit_refresh(
          rotation_seen = CASE WHEN ?7 IS NULL THEN rotation_seen ELSE 1 END, \
          instance_url = ?8, last_refresh_at = ?9, updated_at = ?9, generation = generation + 1, \
          health = 'ok', health_detail = NULL, inflight_attempt = NULL, inflight_owner = NULL, \
-         inflight_started_at = NULL, inflight_old_hash = NULL, inflight_recovery = 0 \
+         inflight_started_at = NULL, inflight_old_hash = NULL, inflight_recovery = 0, \
+         refresh_token_used_at = ?9, heartbeat_due_at = ?11, at_risk_level = 0 \
          WHERE org_id = ?1 AND context = ?2 AND generation = ?3 AND inflight_attempt IS ?10 \
          RETURNING ",
         connection_columns!()
@@ -155,6 +159,7 @@ pub(crate) async fn commit_refresh(
     .bind(&write.instance_url)
     .bind(micros(write.refreshed_at))
     .bind(attempt_id)
+    .bind(micros(write.heartbeat_due_at))
     .fetch_optional(pool)
     .await
     .map_err(unavailable("commit_refresh"))?;

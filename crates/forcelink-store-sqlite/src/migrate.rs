@@ -25,6 +25,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/0002_rotation.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            3,
+            Cow::Borrowed("heartbeat"),
+            MigrationType::Simple,
+            include_str!("../migrations/0003_heartbeat.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -83,6 +83,26 @@ pub fn key_ring(config: &KeysConfig) -> anyhow::Result<KeyRing> {
     .map_err(|error| anyhow!("key ring: {error}"))
 }
 
+/// How token traffic leaves, as recorded in lineage and IP-block events.
+pub fn egress_label(config: &Config) -> Option<String> {
+    match (&config.egress.proxy, config.egress.bind_address) {
+        (Some(proxy), _) => Some(format!("proxy {proxy}")),
+        (None, Some(address)) => Some(format!("bind {address}")),
+        (None, None) => None,
+    }
+}
+
+pub fn heartbeat_settings(config: &Config) -> forcelink_core::heartbeat::HeartbeatSettings {
+    let heartbeat = &config.heartbeat;
+    forcelink_core::heartbeat::HeartbeatSettings {
+        batch: heartbeat.batch.max(1),
+        concurrency: heartbeat.concurrency.max(1) as usize,
+        per_host_rate: heartbeat.per_host_rate,
+        retry_after: Duration::minutes(i64::from(heartbeat.retry_minutes)),
+        tick_every: std::time::Duration::from_secs(u64::from(heartbeat.tick_seconds.max(1))),
+    }
+}
+
 /// A name for this process in leases and lineage.
 pub fn instance_id(config: &Config) -> String {
     if !config.server.instance_id.is_empty() {
@@ -128,6 +148,8 @@ pub fn broker_settings(config: &Config, hosts: &LoginHostPolicy) -> BrokerSettin
         concurrent_retries: refresh.concurrent_retries,
         backoff_base: std::time::Duration::from_millis(u64::from(refresh.backoff_base_ms)),
         introspect: salesforce.introspect_expiry,
+        egress: egress_label(config),
+        heartbeat_interval: Duration::hours(i64::from(config.heartbeat.interval_hours)),
     }
 }
 
@@ -141,6 +163,7 @@ pub struct Wiring {
 pub async fn wire(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Wiring> {
     config.validate_keys()?;
     config.validate_refresh()?;
+    config.validate_heartbeat()?;
     let ring = Arc::new(key_ring(&config.keys)?);
     let hosts = Arc::new(LoginHostPolicy::from_config(&config.salesforce)?);
     let store = open_store(&config.store).await?;
@@ -148,7 +171,8 @@ pub async fn wire(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Wiri
         timeout: std::time::Duration::from_secs(u64::from(
             config.salesforce.request_timeout_seconds,
         )),
-        local_address: None,
+        local_address: config.egress.bind_address,
+        proxy: config.egress.proxy.clone(),
     };
     let salesforce = Arc::new(SalesforceClient::new(&options).map_err(|e| anyhow!(e))?);
     let broker = Arc::new(Broker::new(
@@ -169,6 +193,7 @@ pub struct RunningServer {
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
     sweeper: JoinHandle<()>,
+    heartbeat: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -178,6 +203,9 @@ impl RunningServer {
     /// Stops accepting, lets requests in flight finish, and waits.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.sweeper.abort();
+        if let Some(heartbeat) = &self.heartbeat {
+            heartbeat.abort();
+        }
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
@@ -189,6 +217,9 @@ impl RunningServer {
     /// Waits until the server ends on its own.
     pub async fn wait(self) -> anyhow::Result<()> {
         self.sweeper.abort();
+        if let Some(heartbeat) = &self.heartbeat {
+            heartbeat.abort();
+        }
         self.task
             .await
             .context("server task failed")?
@@ -215,8 +246,18 @@ pub fn serve(
         admin_key_hash: http::auth::key_hash(admin_key),
         public_url: config.server.public_url.clone(),
     };
+    // Install the metrics recorder before anything records.
+    let _ = http::metrics::handle();
     let router = http::router(state);
     let sweeper = spawn_sweeper(wiring.broker.clone());
+    let heartbeat = config.heartbeat.enabled.then(|| {
+        tokio::spawn(
+            wiring
+                .broker
+                .clone()
+                .run_heartbeat(heartbeat_settings(config)),
+        )
+    });
     let (shutdown, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         axum::serve(listener, router)
@@ -231,6 +272,7 @@ pub fn serve(
         shutdown: Some(shutdown),
         task,
         sweeper,
+        heartbeat,
     })
 }
 

@@ -59,6 +59,11 @@ pub enum Command {
         #[command(subcommand)]
         command: IncidentsCommand,
     },
+    /// Check the live setup and say what is wrong and how to fix it (exit 1 on failures).
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the configuration.
     Config {
         #[command(subcommand)]
@@ -131,6 +136,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Serve => serve(&cli.load_config()?).await,
+        Command::Doctor { json } => {
+            let findings = crate::doctor::run(&cli.load_config()?, Arc::new(SystemClock)).await;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&findings)?);
+            } else {
+                crate::doctor::print(&findings);
+            }
+            match crate::doctor::exit_code(&findings) {
+                0 => Ok(()),
+                _ => bail!("doctor found problems (see FAIL lines above)"),
+            }
+        }
         Command::Incidents {
             command: IncidentsCommand::Export { output },
         } => incidents_export(&cli.load_config()?, output.as_deref()).await,
@@ -218,13 +235,24 @@ async fn connections(config: &Config, command: &ConnectionsCommand) -> anyhow::R
 
 pub fn print_table(views: &[ConnectionView]) {
     println!(
-        "{:<18}  {:<6}  {:<13}  {:<28}  {:<4}  INSTANCE",
-        "ORG", "CTX", "STATE", "USER", "GEN"
+        "{:<18}  {:<6}  {:<13}  {:<15}  {:<28}  {:<4}  {:<20}  INSTANCE",
+        "ORG", "CTX", "STATE", "HEALTH", "USER", "GEN", "RT LAST USED"
     );
     for v in views {
+        let risk = v
+            .at_risk_days
+            .map(|days| format!("  AT RISK: {days}d left"))
+            .unwrap_or_default();
         println!(
-            "{:<18}  {:<6}  {:<13}  {:<28}  {:<4}  {}",
-            v.org_id, v.context, v.state, v.username, v.generation, v.instance_url
+            "{:<18}  {:<6}  {:<13}  {:<15}  {:<28}  {:<4}  {:<20}  {}{risk}",
+            v.org_id,
+            v.context,
+            v.state,
+            v.health,
+            v.username,
+            v.generation,
+            v.refresh_token_used_at.format("%Y-%m-%d %H:%M"),
+            v.instance_url
         );
     }
 }

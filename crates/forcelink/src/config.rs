@@ -37,6 +37,50 @@ pub struct Config {
     pub admin: AdminConfig,
     pub keys: KeysConfig,
     pub refresh: RefreshConfig,
+    pub heartbeat: HeartbeatConfig,
+    pub egress: EgressConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeartbeatConfig {
+    pub enabled: bool,
+    /// Use every refresh token at least this often; must be safely below the idle TTL.
+    pub interval_hours: u32,
+    pub tick_seconds: u32,
+    pub batch: u32,
+    pub concurrency: u32,
+    /// Refreshes per second per login host.
+    pub per_host_rate: f64,
+    /// A failed heartbeat is retried this much later.
+    pub retry_minutes: u32,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_hours: 24,
+            tick_seconds: 30,
+            batch: 500,
+            concurrency: 8,
+            per_host_rate: 20.0,
+            retry_minutes: 15,
+        }
+    }
+}
+
+/// Where traffic to Salesforce's token endpoints leaves from: the addresses org admins put in
+/// their refresh-token IP allow list.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EgressConfig {
+    /// Local address to send from (must be an address of this host).
+    pub bind_address: Option<std::net::IpAddr>,
+    /// An HTTP CONNECT proxy for token traffic, e.g. `http://egress.internal:3128`.
+    pub proxy: Option<String>,
+    /// The public IPs admins must allow (what the proxy or NAT presents), for `doctor`.
+    pub declared_ips: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -246,9 +290,33 @@ impl Config {
         }
         self.validate_keys()?;
         self.validate_refresh()?;
+        self.validate_heartbeat()?;
         url::Url::parse(&self.server.public_url).map_err(|_| {
             anyhow!("server.public_url {:?} is not a URL: set it to the address Salesforce redirects back to", self.server.public_url)
         })?;
+        Ok(())
+    }
+
+    /// The heartbeat must use every token well inside the idle TTL.
+    pub fn validate_heartbeat(&self) -> anyhow::Result<()> {
+        let interval = u64::from(self.heartbeat.interval_hours);
+        let idle_hours = u64::from(self.refresh.idle_ttl_days) * 24;
+        if interval == 0 {
+            bail!("heartbeat.interval_hours must be at least 1");
+        }
+        if interval * 3 > idle_hours {
+            bail!(
+                "heartbeat.interval_hours ({interval}) is not safely below the refresh-token idle TTL \
+                 ({} days): use at most {} hours so a failed heartbeat can be retried twice before tokens die",
+                self.refresh.idle_ttl_days,
+                idle_hours / 3
+            );
+        }
+        if let Some(proxy) = &self.egress.proxy {
+            url::Url::parse(proxy).map_err(|_| {
+                anyhow!("egress.proxy {proxy:?} is not a URL like http://host:3128")
+            })?;
+        }
         Ok(())
     }
 

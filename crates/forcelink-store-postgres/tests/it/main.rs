@@ -8,4 +8,5 @@
 
 mod conformance;
 mod database;
+mod heartbeat;
 mod postgres_only;

@@ -51,6 +51,7 @@ fn grant(ring: &KeyRing) -> GrantWrite {
             refresh_token: Some(seal(ring, SealedField::RefreshToken, "refresh")),
         },
         now: at(0),
+        heartbeat_due_at: at(0) + Duration::days(14),
     }
 }
 
@@ -83,6 +84,7 @@ async fn instances_starting_together_migrate_once_and_race_one_commit() {
                     refresh_token: None,
                     instance_url: "https://acme.my.salesforce.com".to_string(),
                     refreshed_at: at(1),
+                    heartbeat_due_at: at(1) + Duration::days(14),
                 };
                 store
                     .commit_refresh(&api_key(), 1, None, &write)
@@ -194,6 +196,22 @@ async fn a_version_one_database_upgrades_in_place_keeping_its_connections() {
         .execute(&pool)
         .await
         .unwrap();
+        // A refreshed connection: its heartbeat backfills from the last refresh, not creation.
+        sqlx::query(
+            "INSERT INTO connections (id, org_id, context, user_id, username, instance_url, \
+             login_host, identity_url, scopes, state, pkce, rotation_seen, signature_verified, \
+             created_at, updated_at, last_refresh_at, generation, access_token, \
+             access_issued_at, access_expires_at, refresh_token) VALUES \
+             ('6f1c1d4e-2a57-4c1b-9a53-0d6f4b8f2e12', '00D000000000062EAA', 'reports', \
+             '005000000000001AAA', 'old@example.com', 'https://acme.my.salesforce.com', \
+             'https://login.salesforce.com', 'https://login.salesforce.com/id/x/y', 'api', \
+             'active', TRUE, TRUE, FALSE, '2027-01-01T00:00:00Z', '2027-01-02T00:00:00Z', \
+             '2027-01-02T00:00:00Z', 2, '\\x00', '2027-01-02T00:00:00Z', \
+             '2027-01-02T02:00:00Z', '\\x01')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
         pool.close().await;
 
         let store = PostgresStore::connect(&url, 2).await.unwrap();
@@ -205,6 +223,31 @@ async fn a_version_one_database_upgrades_in_place_keeping_its_connections() {
             (ConnectionHealth::Ok, None)
         );
         assert_eq!((upgraded.lease, upgraded.in_flight), (None, None));
+        let created = Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap();
+        assert_eq!(
+            (
+                upgraded.refresh_token_used_at,
+                upgraded.heartbeat_due_at,
+                upgraded.at_risk_level
+            ),
+            (created, created, 0)
+        );
+        let reports = ConnectionKey::new(
+            api_key().org_id,
+            ConnectionContext::parse("reports").unwrap(),
+        );
+        let refreshed = store.connection(&reports).await.unwrap().unwrap();
+        let last_refresh = Utc.with_ymd_and_hms(2027, 1, 2, 0, 0, 0).unwrap();
+        assert_eq!(
+            (refreshed.refresh_token_used_at, refreshed.heartbeat_due_at),
+            (last_refresh, last_refresh)
+        );
+        // Both come due at once.
+        let claimed = store
+            .claim_due_heartbeats("a", at(0), at(30), 10)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 2);
         let outcome = store
             .acquire_lease(&api_key(), "a", at(0), at(30))
             .await

@@ -59,6 +59,7 @@ fn grant(ring: &KeyRing, access: &str, refresh: &str) -> GrantWrite {
             refresh_token: Some(seal(ring, SealedField::RefreshToken, refresh)),
         },
         now: at(0),
+        heartbeat_due_at: at(0) + Duration::days(14),
     }
 }
 
@@ -102,6 +103,7 @@ async fn two_pools_on_one_file_racing_commit_refresh_have_one_winner() {
                 refresh_token: Some(seal(&ring, SealedField::RefreshToken, "rotated")),
                 instance_url: "https://acme.my.salesforce.com".to_string(),
                 refreshed_at: at(index),
+                heartbeat_due_at: at(index) + Duration::days(14),
             };
             store
                 .commit_refresh(&api_key(), 1, None, &write)
@@ -148,7 +150,7 @@ async fn opening_twice_runs_migrations_once_and_keeps_data() {
         .fetch_one(&mut raw)
         .await
         .unwrap();
-    assert_eq!(applied, 2);
+    assert_eq!(applied, 3);
 }
 
 #[tokio::test]
@@ -261,6 +263,20 @@ async fn a_version_one_file_upgrades_in_place_keeping_its_connections() {
     .execute(&pool)
     .await
     .unwrap();
+    // A refreshed connection: its heartbeat backfills from the last refresh, not creation.
+    sqlx::query(
+        "INSERT INTO connections (id, org_id, context, user_id, username, instance_url, \
+         login_host, identity_url, scopes, state, pkce, rotation_seen, signature_verified, \
+         created_at, updated_at, last_refresh_at, generation, access_token, access_issued_at, \
+         access_expires_at, refresh_token) VALUES ('6f1c1d4e-2a57-4c1b-9a53-0d6f4b8f2e12', \
+         '00D000000000062EAA', 'reports', '005000000000001AAA', 'old@example.com', \
+         'https://acme.my.salesforce.com', 'https://login.salesforce.com', \
+         'https://login.salesforce.com/id/x/y', 'api', 'active', 1, 1, 0, 0, 5000000, \
+         5000000, 2, x'00', 5000000, 7205000000, x'01')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     pool.close().await;
 
     let store = SqliteStore::open(&path).await.unwrap();
@@ -272,9 +288,70 @@ async fn a_version_one_file_upgrades_in_place_keeping_its_connections() {
         (ConnectionHealth::Ok, None)
     );
     assert_eq!((upgraded.lease, upgraded.in_flight), (None, None));
+    let epoch = DateTime::<Utc>::UNIX_EPOCH;
+    assert_eq!(
+        (
+            upgraded.refresh_token_used_at,
+            upgraded.heartbeat_due_at,
+            upgraded.at_risk_level
+        ),
+        (epoch, epoch, 0)
+    );
+    let reports = ConnectionKey::new(
+        api_key().org_id,
+        ConnectionContext::parse("reports").unwrap(),
+    );
+    let refreshed = store.connection(&reports).await.unwrap().unwrap();
+    let five = epoch + Duration::seconds(5);
+    assert_eq!(
+        (refreshed.refresh_token_used_at, refreshed.heartbeat_due_at),
+        (five, five)
+    );
+    // Both come due at once.
+    let claimed = store
+        .claim_due_heartbeats("a", at(0), at(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
     let outcome = store
         .acquire_lease(&api_key(), "a", at(0), at(30))
         .await
         .unwrap();
     assert!(matches!(outcome, LeaseOutcome::Acquired(_)), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn heartbeat_queries_read_their_indexes() {
+    let (_directory, path) = temp_db();
+    let _store = SqliteStore::open(&path).await.unwrap();
+    let mut raw = raw_connection(&path).await;
+    for (statement, index) in [
+        (
+            "EXPLAIN QUERY PLAN UPDATE connections SET lease_owner = ?1, lease_until = ?3 \
+             WHERE id IN (SELECT id FROM connections \
+             WHERE state = 'active' AND heartbeat_due_at <= ?2 \
+             AND (lease_owner IS NULL OR lease_until IS NULL OR lease_until <= ?2) \
+             ORDER BY heartbeat_due_at LIMIT ?4) RETURNING id",
+            "connections_by_heartbeat_due",
+        ),
+        (
+            "EXPLAIN QUERY PLAN SELECT id FROM connections \
+             WHERE state = 'active' AND refresh_token_used_at < ?1 \
+             ORDER BY refresh_token_used_at LIMIT ?2",
+            "connections_by_refresh_token_use",
+        ),
+    ] {
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(statement).fetch_all(&mut raw).await.unwrap();
+        let details: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        assert!(
+            details.iter().any(|detail| detail.contains(index)),
+            "{index} not used: {details:?}"
+        );
+        assert!(
+            !details.iter().any(|detail| detail.contains("TEMP B-TREE")),
+            "sorts instead of reading the index in order: {details:?}"
+        );
+    }
+    raw.close().await.unwrap();
 }

@@ -40,6 +40,11 @@ pub struct ConnectionView {
     pub health_detail: Option<String>,
     /// A refresh whose outcome is not settled yet (after a crash or a lost answer).
     pub refresh_in_flight: Option<Value>,
+    /// Last successful use of the refresh token; the idle TTL runs from here.
+    pub refresh_token_used_at: DateTime<Utc>,
+    pub heartbeat_due_at: DateTime<Utc>,
+    /// Days left before the idle TTL (7, 3 or 1) when the token is at risk.
+    pub at_risk_days: Option<i32>,
 }
 
 impl From<&Connection> for ConnectionView {
@@ -68,6 +73,9 @@ impl From<&Connection> for ConnectionView {
             refresh_in_flight: c.in_flight.as_ref().map(|f| {
                 json!({ "attempt_id": f.attempt_id, "instance": f.owner, "started_at": f.started_at, "recovery": f.recovery })
             }),
+            refresh_token_used_at: c.refresh_token_used_at,
+            heartbeat_due_at: c.heartbeat_due_at,
+            at_risk_days: (c.at_risk_level > 0).then_some(c.at_risk_level),
         }
     }
 }

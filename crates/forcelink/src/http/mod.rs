@@ -6,6 +6,7 @@ pub mod auth;
 pub mod connect;
 pub mod error;
 pub mod health;
+pub mod metrics;
 mod page;
 
 use std::sync::Arc;
@@ -41,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", get(api::events))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
         .layer(RequestBodyLimitLayer::new(64 * 1024))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -177,3 +177,37 @@ async fn health_and_readiness_answer() {
         assert_eq!(response.status(), 200, "{path}");
     }
 }
+
+#[tokio::test]
+async fn metrics_are_served_in_prometheus_text_format() {
+    let mut app = TestApp::start(Options::default()).await;
+    let org = app.org(LoginKind::Production).await;
+    app.connect_ok(&org).await;
+    app.advance(2 * 3600 + 1);
+    assert_eq!(app.token(org.id()).await.0, 200);
+    assert_eq!(app.token(org.id()).await.0, 200);
+    let response = app
+        .http
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.unwrap();
+    for needle in [
+        "forcelink_refreshes_total{outcome=\"rotated\"}",
+        "forcelink_refresh_seconds_bucket",
+        "forcelink_connections{state=\"active\"}",
+        "forcelink_heartbeat_lag_seconds",
+        "forcelink_token_handouts_total{source=\"cache\"}",
+        "forcelink_token_handout_seconds_bucket",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+}

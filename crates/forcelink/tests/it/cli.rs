@@ -104,3 +104,30 @@ fn demo_once_connects_three_orgs_and_exits_zero() {
     assert!(stdout.contains("demo checks passed"), "{stdout}");
     assert!(stdout.contains("curl -s -X POST"), "{stdout}");
 }
+
+#[test]
+fn a_heartbeat_interval_too_close_to_the_idle_ttl_fails_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("forcelink.toml");
+    let key = forcelink_core::KeyRing::generate_key()
+        .into_string()
+        .unwrap();
+    std::fs::write(
+        &file,
+        format!(
+            "[salesforce]\nclient_id = \"abc\"\n[admin]\napi_key = \"an-admin-key-that-is-long-enough\"\n[keys]\nactive = \"k1\"\n[keys.ring]\nk1 = \"{key}\"\n[heartbeat]\ninterval_hours = 600\n"
+        ),
+    )
+    .unwrap();
+    let output = forcelink()
+        .args(["--config", file.to_str().unwrap(), "config", "check"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("not safely below the refresh-token idle TTL")
+            && stderr.contains("at most 240"),
+        "{stderr}"
+    );
+}

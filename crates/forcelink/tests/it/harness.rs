@@ -54,6 +54,9 @@ pub struct Options {
     pub backend: Backend,
     pub key_ids: Vec<&'static str>,
     pub active_key: &'static str,
+    /// Put the SQLite file on tmpfs (when there is one): for long simulations where
+    /// durability is not what is tested and fsync would dominate.
+    pub ephemeral_store: bool,
 }
 
 impl Default for Options {
@@ -63,6 +66,7 @@ impl Default for Options {
             backend: Backend::Sqlite,
             key_ids: vec!["k1"],
             active_key: "k1",
+            ephemeral_store: false,
         }
     }
 }
@@ -127,7 +131,12 @@ impl TestApp {
             callback_urls: vec![callback],
             settings,
         });
-        let dir = tempfile::tempdir().expect("tempdir");
+        let shm = std::path::Path::new("/dev/shm");
+        let dir = if options.ephemeral_store && shm.is_dir() {
+            tempfile::tempdir_in(shm).expect("tempdir on tmpfs")
+        } else {
+            tempfile::tempdir().expect("tempdir")
+        };
         let store_url = match options.backend {
             Backend::Sqlite => format!("sqlite:{}", dir.path().join("forcelink.db").display()),
             Backend::Postgres => {
@@ -363,9 +372,9 @@ impl TestApp {
             forcelink_core::OrgId::parse(org_id).expect("org id"),
             forcelink_core::ConnectionContext::api(),
         );
-        let connection = self
-            .broker()
-            .store()
+        // Opened directly, so it works whether or not the in-process server runs.
+        let store = app::open_store(&self.config.store).await.expect("store");
+        let connection = store
             .connection(&key)
             .await
             .expect("store")

@@ -1,13 +1,14 @@
 //! Key rotation while the server keeps serving, and a log capture that proves tokens never
 //! reach the logs.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use forcelink::app;
 use forcelink::config::SecretSetting;
 use forcelink_core::{KeyRing, SystemClock};
 
 use crate::harness::{LoginKind, Options, TestApp};
+use crate::process::token_at;
 
 #[tokio::test]
 async fn keys_rotate_reseals_every_row_while_the_server_keeps_serving() {
@@ -64,45 +65,52 @@ async fn keys_rotate_reseals_every_row_while_the_server_keeps_serving() {
     assert_eq!(app.sim.counters().reuse_detections, 0);
 }
 
-/// Collects everything logged on this thread.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[tokio::test(flavor = "current_thread")]
+#[tokio::test]
 async fn tokens_and_secrets_never_reach_the_logs() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
     let mut app = TestApp::start(Options::default()).await;
     let org = app.org(LoginKind::Production).await;
     app.connect_ok(&org).await;
     let first_refresh = app.stored_refresh_token(org.id()).await;
-    app.advance(2 * 3600 + 1);
-    let (_, body) = app.token(org.id()).await;
+    let (_, first) = app.token(org.id()).await;
+    let first_access = first["access_token"].as_str().unwrap().to_string();
+    app.stop_in_process_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("forcelink.log");
+    let process = app.spawn_process_logging("logged", |_| {}, Some(&log));
+    let http = reqwest::Client::new();
+    // A refresh (stale report), a refused token, and a dead grant, all at trace level.
+    let (status, body) = token_at(
+        &http,
+        &process.url,
+        &app.admin_key,
+        org.id(),
+        Some(&first_access),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
     let access = body["access_token"].as_str().unwrap().to_string();
+    let refreshed_to = app.stored_refresh_token(org.id()).await;
     app.sim.set_user_active(&org.user.user_id, false).unwrap();
-    app.advance(2 * 3600 + 1);
-    let _ = app.token(org.id()).await;
+    let (status, _) = token_at(&http, &process.url, &app.admin_key, org.id(), Some(&access)).await;
+    assert_eq!(status, 409);
+    let wrong = http
+        .get(format!("{}/v1/connections", process.url))
+        .bearer_auth("wrong-admin-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    process.kill_hard();
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("refreshed"), "the capture works: {logs}");
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logs.contains("refreshed") && logs.contains("needs re-authorization"),
+        "the capture works: {logs}"
+    );
     for secret in [
         &first_refresh,
+        &refreshed_to,
+        &first_access,
         &access,
         &app.sf_app.consumer_secret,
         &app.admin_key,

@@ -38,6 +38,16 @@ impl TestApp {
         instance: &str,
         change: impl FnOnce(&mut Config),
     ) -> ForcelinkProcess {
+        self.spawn_process_logging(instance, change, None)
+    }
+
+    /// Like `spawn_process`, with every log line at `trace` written to `log_file`.
+    pub fn spawn_process_logging(
+        &self,
+        instance: &str,
+        change: impl FnOnce(&mut Config),
+        log_file: Option<&std::path::Path>,
+    ) -> ForcelinkProcess {
         let mut config = self.config.clone();
         config.server.listen = "127.0.0.1:0".into();
         config.server.instance_id = instance.to_string();
@@ -49,9 +59,15 @@ impl TestApp {
         command
             .args(["--config", file.to_str().unwrap(), "serve"])
             .env_remove("FORCELINK_CONFIG")
-            .env("FORCELINK_LOG", "warn")
+            .env(
+                "FORCELINK_LOG",
+                if log_file.is_some() { "trace" } else { "warn" },
+            )
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(match log_file {
+                Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+                None => Stdio::inherit(),
+            });
         // Secrets are redacted in the file; the environment overrides them.
         if let Some(secret) = &config.salesforce.client_secret {
             command.env("FORCELINK_SALESFORCE__CLIENT_SECRET", &secret.0);

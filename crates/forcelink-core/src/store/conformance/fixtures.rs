@@ -17,6 +17,9 @@ pub(super) use crate::store::{
 };
 pub(super) use crate::vault::{KeyRing, Sealed};
 
+/// How far after a grant or refresh the fixtures schedule the next heartbeat.
+pub(super) const HEARTBEAT: Duration = Duration::days(14);
+
 pub(super) fn ring() -> KeyRing {
     let key = KeyRing::generate_key();
     KeyRing::new([("k1", &key)], "k1").unwrap()
@@ -109,6 +112,7 @@ pub(super) fn grant(
             )),
         },
         now,
+        heartbeat_due_at: now + HEARTBEAT,
     }
 }
 
@@ -138,6 +142,7 @@ pub(super) fn refresh(
         }),
         instance_url: format!("https://{tag}.my.salesforce.com"),
         refreshed_at: now,
+        heartbeat_due_at: now + HEARTBEAT,
     }
 }
 

@@ -35,6 +35,14 @@ pub(super) async fn first_grant_round_trips_every_field_at_generation_one(store:
         (None, None)
     );
     assert_eq!(
+        (
+            connection.refresh_token_used_at,
+            connection.heartbeat_due_at,
+            connection.at_risk_level
+        ),
+        (at(0), write.heartbeat_due_at, 0)
+    );
+    assert_eq!(
         store.connection(&key).await.unwrap(),
         Some(connection.clone())
     );
@@ -82,6 +90,10 @@ pub(super) async fn first_grant_round_trips_every_field_at_generation_one(store:
             .unwrap(),
     );
     assert_eq!(refreshed.last_refresh_at, Some(at(7)));
+    assert_eq!(
+        (refreshed.refresh_token_used_at, refreshed.heartbeat_due_at),
+        (at(7), at(7) + HEARTBEAT)
+    );
     assert_eq!(store.connection(&key).await.unwrap(), Some(refreshed));
 
     // Every optional column set at once, read back through `connection` and `connections`.
@@ -100,7 +112,10 @@ pub(super) async fn first_grant_round_trips_every_field_at_generation_one(store:
             .await
             .unwrap()
     );
+    assert!(store.set_heartbeat_due(&key, at(11)).await.unwrap());
+    assert!(store.set_at_risk_level(&key, 3).await.unwrap());
     let full = store.connection(&key).await.unwrap().unwrap();
+    assert_eq!((full.heartbeat_due_at, full.at_risk_level), (at(11), 3));
     assert_eq!(
         full.lease,
         Some(Lease {

@@ -6,10 +6,12 @@
 //! not know about any database, and must not depend on state left by another check.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod at_risk;
 mod commits;
 mod events;
 mod fixtures;
 mod grants;
+mod heartbeat;
 mod leases;
 mod lineage;
 mod pending;
@@ -23,9 +25,11 @@ use std::sync::Arc;
 
 use crate::store::Store;
 
+use at_risk::*;
 use commits::*;
 use events::*;
 use grants::*;
+use heartbeat::*;
 use leases::*;
 use lineage::*;
 use pending::*;
@@ -89,6 +93,14 @@ pub fn checks() -> Vec<Check> {
         check!(lineage_and_events_survive_deleting_the_connection),
         check!(events_have_increasing_ids_and_filter_by_key_cursor_and_limit),
         check!(incidents_are_raised_once_and_cleared_once),
+        check!(grants_and_refreshes_schedule_the_heartbeat),
+        check!(claim_leases_due_active_unleased_connections_oldest_first),
+        check!(connections_that_are_not_active_are_never_claimed),
+        check!(concurrent_claimers_take_every_due_connection_exactly_once),
+        check!(set_heartbeat_due_moves_a_connection_out_of_the_due_set),
+        check!(idle_refresh_tokens_are_active_and_least_recently_used_first),
+        check!(set_at_risk_level_reports_whether_it_changed),
+        check!(count_by_state_counts_each_present_state),
     ]
 }
 

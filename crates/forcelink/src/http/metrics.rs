@@ -1,0 +1,75 @@
+//! `/metrics` in Prometheus text format. Counters and histograms are recorded where things
+//! happen (core, through the `metrics` facade); gauges that describe the store (connections by
+//! state, heartbeat lag, open incidents) are read from it at scrape time.
+//!
+//! The recorder is process-wide by the nature of the `metrics` facade; it is installed once.
+
+use std::sync::OnceLock;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use forcelink_core::{BrokerError, ConnectionState};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::http::AppState;
+use crate::http::error::ApiError;
+
+static RECORDER: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The process's Prometheus recorder, installed on first use.
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    RECORDER
+        .get_or_init(|| {
+            let buckets = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ];
+            PrometheusBuilder::new()
+                .set_buckets(&buckets)
+                .ok()
+                .and_then(|builder| builder.install_recorder().ok())
+        })
+        .as_ref()
+}
+
+pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let Some(handle) = handle() else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "metrics_unavailable",
+            "another metrics recorder is installed in this process",
+        ));
+    };
+    let store = state.broker.store();
+    let now = state.broker.clock().now();
+    let counts = store.count_by_state().await.map_err(BrokerError::from)?;
+    for known in [
+        ConnectionState::Active,
+        ConnectionState::NeedsReauth,
+        ConnectionState::Revoked,
+    ] {
+        let count = counts
+            .iter()
+            .find(|(state, _)| *state == known)
+            .map_or(0, |(_, count)| *count);
+        metrics::gauge!("forcelink_connections", "state" => known.as_str()).set(count as f64);
+    }
+    let oldest = store
+        .idle_refresh_tokens(now, 1)
+        .await
+        .map_err(BrokerError::from)?;
+    let lag = oldest.first().map_or(0.0, |c| {
+        (now - c.refresh_token_used_at).num_seconds().max(0) as f64
+    });
+    metrics::gauge!("forcelink_heartbeat_lag_seconds").set(lag);
+    let incidents = store.incidents().await.map_err(BrokerError::from)?;
+    metrics::gauge!("forcelink_app_incidents_active")
+        .set(incidents.iter().filter(|i| i.active).count() as f64);
+    handle.run_upkeep();
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+        .into_response())
+}
