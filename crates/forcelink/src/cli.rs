@@ -69,6 +69,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Run a benchmark against a simulator child process (see BENCHMARKS.md); needs no config.
+    Bench {
+        #[command(subcommand)]
+        command: crate::bench::BenchCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,6 +170,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config {
             command: ConfigCommand::Check,
         } => config_check(&cli.load_config()?),
+        Command::Bench { command } => crate::bench::run(command).await,
     }
 }
 

@@ -4,6 +4,7 @@
 //! wired in. `main.rs` only parses arguments and calls in here.
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod demo;
