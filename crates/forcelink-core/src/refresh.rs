@@ -76,6 +76,7 @@ impl Broker {
         loop {
             let connection = self.load_active(key).await?;
             // A lost rotation whose window has passed is settled first, fresh token or not.
+            let force = force && self.heartbeat_still_due(&connection);
             let settle_first = force || self.lost_rotation_due(&connection);
             if let Some(token) = self.usable(&connection, stale)?.filter(|_| !settle_first) {
                 return Ok(token);
@@ -143,6 +144,11 @@ impl Broker {
         }
     }
 
+    /// A forced (heartbeat) refresh is wanted only while the heartbeat is still due.
+    fn heartbeat_still_due(&self, connection: &Connection) -> bool {
+        connection.heartbeat_due_at <= self.clock.now()
+    }
+
     /// Whether the connection has an in-flight record whose window has passed.
     pub(crate) fn lost_rotation_due(&self, connection: &Connection) -> bool {
         connection.in_flight.as_ref().is_some_and(|lost| {
@@ -192,6 +198,9 @@ impl Broker {
     }
 
     async fn under_lease(&self, connection: Connection, stale: Option<&str>, force: bool) -> Step {
+        // Re-checked under the lease: another instance may have used the token meanwhile (its
+        // claim of an overdue connection), and the round must not use it twice.
+        let force = force && self.heartbeat_still_due(&connection);
         if connection.state != crate::connection::ConnectionState::Active {
             return Step::Fail(BrokerError::NeedsReauth {
                 key: connection.key.clone(),
