@@ -139,6 +139,9 @@ pub struct Broker {
     /// One refresh at a time per connection in this process.
     pub(crate) refresh_locks: Mutex<HashMap<ConnectionKey, Arc<tokio::sync::Mutex<()>>>>,
     pub(crate) cache: Arc<TokenCache>,
+    /// When a successful refresh should next look for an app incident to clear (unix seconds;
+    /// 0 = now). Saves a store write per refresh while nothing is wrong.
+    pub(crate) incident_check_at: std::sync::atomic::AtomicI64,
 }
 
 impl Broker {
@@ -157,6 +160,7 @@ impl Broker {
             settings,
             refresh_locks: Mutex::new(HashMap::new()),
             cache: Arc::new(TokenCache::default()),
+            incident_check_at: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -196,6 +200,25 @@ impl Broker {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         locks.entry(key.clone()).or_default().clone()
+    }
+
+    /// Whether a successful refresh should try to clear an app incident now: at once after this
+    /// process saw one, else at most once a minute (another instance may have raised it).
+    pub(crate) fn incident_check_due(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = self.clock.now().timestamp();
+        let due = self.incident_check_at.load(Ordering::Relaxed);
+        now >= due
+            && self
+                .incident_check_at
+                .compare_exchange(due, now + 60, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// This process saw the app misconfigured: the next success checks at once.
+    pub(crate) fn suspect_incident(&self) {
+        self.incident_check_at
+            .store(0, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Drops a connection's lock entry once nobody holds or waits for it.

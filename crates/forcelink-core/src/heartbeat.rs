@@ -137,23 +137,17 @@ impl Broker {
         let lock = self.refresh_lock(&key);
         let outcome = {
             let _single_flight = lock.lock().await;
-            // Someone used the token since it fell due (an agent's refresh): nothing to do.
-            let fresh = match self.store.connection(&key).await {
-                Ok(Some(current)) => current.heartbeat_due_at > self.clock.now(),
-                _ => false,
-            };
-            if fresh {
-                Beat::Skipped
-            } else {
-                pacer
-                    .pace(&connection.login_host.origin(), settings.per_host_rate)
-                    .await;
-                match self.obtain_forced(&key).await {
-                    Ok(_) => Beat::Refreshed,
-                    Err(error) => {
-                        self.heartbeat_failed(&key, &error, settings).await;
-                        Beat::Failed
-                    }
+            pacer
+                .pace(&connection.login_host.origin(), settings.per_host_rate)
+                .await;
+            // The refresh path re-reads the connection under the lease and refreshes only if
+            // the heartbeat is still due (another instance may have used the token meanwhile).
+            match self.obtain_forced(&key).await {
+                Ok(token) if token.generation > connection.generation => Beat::Refreshed,
+                Ok(_) => Beat::Skipped,
+                Err(error) => {
+                    self.heartbeat_failed(&key, &error, settings).await;
+                    Beat::Failed
                 }
             }
         };

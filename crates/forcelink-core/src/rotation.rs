@@ -103,13 +103,15 @@ impl Broker {
                 if attempt.recovery || connection.health != ConnectionHealth::Ok {
                     self.emit("connection.recovered", Some(key), json!({ "generation": stored.generation, "after": connection.health.as_str() })).await;
                 }
-                if let Ok(true) = self.store.clear_incident(APP_MISCONFIGURED, now).await {
-                    self.emit(
-                        "app.recovered",
-                        None,
-                        json!({ "incident": APP_MISCONFIGURED }),
-                    )
-                    .await;
+                if self.incident_check_due() {
+                    if let Ok(true) = self.store.clear_incident(APP_MISCONFIGURED, now).await {
+                        self.emit(
+                            "app.recovered",
+                            None,
+                            json!({ "incident": APP_MISCONFIGURED }),
+                        )
+                        .await;
+                    }
                 }
                 let token = IssuedToken {
                     access_token: response.access_token,
@@ -253,6 +255,7 @@ impl Broker {
                 )
                 .await;
                 let detail = format!("{error}: {description}");
+                self.suspect_incident();
                 if let Ok(true) = self
                     .store
                     .raise_incident(APP_MISCONFIGURED, &detail, self.clock.now())
