@@ -78,10 +78,8 @@ impl Broker {
             // A lost rotation whose window has passed is settled first, fresh token or not.
             let force = force && self.heartbeat_still_due(&connection);
             let settle_first = force || self.lost_rotation_due(&connection);
-            if !settle_first {
-                if let Some(token) = self.usable(&connection, stale)? {
-                    return Ok(token);
-                }
+            if !settle_first && let Some(token) = self.usable(&connection, stale)? {
+                return Ok(token);
             }
             let now = self.clock.now();
             let owner = self.settings.instance_id.as_str();

@@ -103,15 +103,15 @@ impl Broker {
                 if attempt.recovery || connection.health != ConnectionHealth::Ok {
                     self.emit("connection.recovered", Some(key), json!({ "generation": stored.generation, "after": connection.health.as_str() })).await;
                 }
-                if self.incident_check_due() {
-                    if let Ok(true) = self.store.clear_incident(APP_MISCONFIGURED, now).await {
-                        self.emit(
-                            "app.recovered",
-                            None,
-                            json!({ "incident": APP_MISCONFIGURED }),
-                        )
-                        .await;
-                    }
+                if self.incident_check_due()
+                    && let Ok(true) = self.store.clear_incident(APP_MISCONFIGURED, now).await
+                {
+                    self.emit(
+                        "app.recovered",
+                        None,
+                        json!({ "incident": APP_MISCONFIGURED }),
+                    )
+                    .await;
                 }
                 let token = IssuedToken {
                     access_token: response.access_token,

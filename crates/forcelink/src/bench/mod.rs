@@ -8,6 +8,7 @@
 //! stderr, results to stdout.
 
 pub mod baseline;
+pub mod heartbeat;
 pub mod measure;
 pub mod report;
 pub mod setup;
@@ -29,6 +30,9 @@ pub enum BenchCommand {
     /// N connections expire at once and M callers each ask for a token: counts upstream
     /// refreshes (must be N), wall time, rotations/s, CPU per refresh, peak RSS.
     RefreshStorm(StormArgs),
+    /// One heartbeat round over N due connections (`Broker::heartbeat_tick`): wall time,
+    /// refreshes/s, forcelink CPU per refresh, sfsim and PostgreSQL CPU, peak RSS.
+    HeartbeatRound(heartbeat::HeartbeatArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -81,6 +85,7 @@ pub struct StormArgs {
 pub async fn run(command: &BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::RefreshStorm(args) => refresh_storm(args).await,
+        BenchCommand::HeartbeatRound(args) => heartbeat::heartbeat_round(args).await,
     }
 }
 

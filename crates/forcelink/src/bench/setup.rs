@@ -64,11 +64,27 @@ impl Forcelink {
         pg_server: Option<&str>,
         max_connections: u32,
     ) -> anyhow::Result<Forcelink> {
+        Self::start_with(sim, pg_server, max_connections, None, |_| {}).await
+    }
+
+    /// Like `start`, with the SQLite file's temporary directory made under `db_dir` (e.g. a
+    /// tmpfs) when given, and `configure` applied to the config last, before wiring.
+    pub async fn start_with(
+        sim: &SimProcess,
+        pg_server: Option<&str>,
+        max_connections: u32,
+        db_dir: Option<&std::path::Path>,
+        configure: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Forcelink> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .context("cannot bind 127.0.0.1:0")?;
         let url = format!("http://{}", listener.local_addr()?);
-        let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+        let dir = match db_dir {
+            Some(parent) => tempfile::tempdir_in(parent),
+            None => tempfile::tempdir(),
+        }
+        .context("cannot create a temporary directory")?;
         let mut config = Config::default();
         config.server.public_url = url.clone();
         let (key, secret) = sim.create_app(&config.callback_url()).await?;
@@ -94,6 +110,7 @@ impl Forcelink {
             .keys
             .ring
             .insert("bench".into(), SecretSetting(random_key()));
+        configure(&mut config);
         let clock = Arc::new(OffsetClock::default());
         let started = async {
             let wiring = app::wire(&config, clock.clone()).await?;
