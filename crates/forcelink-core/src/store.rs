@@ -19,6 +19,9 @@ use crate::vault::Sealed;
 
 #[cfg(feature = "test-support")]
 pub mod conformance;
+pub mod cursor;
+
+pub use cursor::SealedCursor;
 
 /// A storage failure, named after what the caller can do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -6,64 +6,13 @@
 //! `pending/<state hash>` or `connection/<org id>/<context>/<field>`. This module must not
 //! open or log sealed values; it moves bytes only.
 
+use forcelink_core::store::SealedCursor;
 use forcelink_core::{
     ConnectionKey, Sealed, SealedField, SealedPage, SealedRef, SealedRow, SealedValue, StoreError,
 };
 use sqlx::SqlitePool;
 
 use crate::rows::{self, unavailable};
-
-/// Where the last page stopped.
-enum Cursor {
-    Start,
-    Pending(String),
-    Connection {
-        org_id: String,
-        context: String,
-        field: SealedField,
-    },
-}
-
-fn parse_cursor(cursor: Option<&str>) -> Result<Cursor, StoreError> {
-    let Some(text) = cursor else {
-        return Ok(Cursor::Start);
-    };
-    if let Some(hash) = text.strip_prefix("pending/") {
-        return Ok(Cursor::Pending(hash.to_string()));
-    }
-    let invalid =
-        || StoreError::Corrupt("sealed_values cursor was not issued by this store".into());
-    let rest = text.strip_prefix("connection/").ok_or_else(invalid)?;
-    let mut parts = rest.splitn(3, '/');
-    let (Some(org_id), Some(context), Some(field)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return Err(invalid());
-    };
-    let field = match field {
-        "access_token" => SealedField::AccessToken,
-        "refresh_token" => SealedField::RefreshToken,
-        _ => return Err(invalid()),
-    };
-    Ok(Cursor::Connection {
-        org_id: org_id.to_string(),
-        context: context.to_string(),
-        field,
-    })
-}
-
-fn cursor_of(reference: &SealedRef) -> String {
-    match &reference.row {
-        SealedRow::Pending(hash) => format!("pending/{hash}"),
-        SealedRow::Connection(key) => {
-            format!(
-                "connection/{}/{}/{}",
-                key.org_id,
-                key.context,
-                reference.field.as_str()
-            )
-        }
-    }
-}
 
 pub(crate) async fn page(
     pool: &SqlitePool,
@@ -73,12 +22,12 @@ pub(crate) async fn page(
     let limit = usize::try_from(limit.max(1)).unwrap_or(usize::MAX);
     let wanted = limit.saturating_add(1);
     let fetch = i64::try_from(wanted.saturating_add(1)).unwrap_or(i64::MAX);
-    let cursor = parse_cursor(cursor)?;
+    let cursor = SealedCursor::parse(cursor)?;
     let mut values = Vec::new();
 
-    if let Cursor::Start | Cursor::Pending(_) = &cursor {
+    if let SealedCursor::Start | SealedCursor::Pending(_) = &cursor {
         let after = match &cursor {
-            Cursor::Pending(hash) => Some(hash.as_str()),
+            SealedCursor::Pending(hash) => Some(hash.as_str()),
             _ => None,
         };
         let found = sqlx::query(
@@ -103,7 +52,7 @@ pub(crate) async fn page(
 
     if values.len() < wanted {
         let (after_org, after_context, after_field) = match &cursor {
-            Cursor::Connection {
+            SealedCursor::Connection {
                 org_id,
                 context,
                 field,
@@ -151,7 +100,9 @@ pub(crate) async fn page(
 
     let next = if values.len() > limit {
         values.truncate(limit);
-        values.last().map(|last| cursor_of(&last.reference))
+        values
+            .last()
+            .map(|last| SealedCursor::after(&last.reference))
     } else {
         None
     };

@@ -5,7 +5,8 @@
 //! a fresh PostgreSQL database. Phases: set-up (untimed), a pass over HTTP with cached tokens to
 //! open the client's connections, the hot path (the same again, measured), the HTTP storm, the
 //! in-process storm, and last the baseline of N refreshes sent to sfsim alone. Progress goes to
-//! stderr, results to stdout.
+//! stderr, results to stdout. `forcelink bench heartbeat-round` (module `heartbeat`) measures one
+//! heartbeat round over N due connections on the same set-up.
 
 pub mod baseline;
 pub mod heartbeat;
