@@ -159,14 +159,12 @@ impl Broker {
     /// Settles every rotation whose outcome was lost (after a crash or a lost answer) once its
     /// window has passed, without waiting for a caller. Returns how many it settled.
     pub async fn settle_lost_rotations(&self) -> Result<usize, BrokerError> {
+        let ready = self.clock.now() - self.settings.in_flight_window;
         let due: Vec<ConnectionKey> = self
             .store
-            .connections()
+            .lost_rotations(ready, 1000)
             .await?
             .into_iter()
-            .filter(|c| {
-                c.state == crate::connection::ConnectionState::Active && self.lost_rotation_due(c)
-            })
             .map(|c| c.key)
             .collect();
         let mut settled = 0;

@@ -418,6 +418,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         used_before: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Connection>, StoreError>;
+    /// Active connections with an in-flight rotation that started before `started_before`
+    /// (a lost outcome ready to settle), oldest first, at most `limit` (indexed).
+    async fn lost_rotations(
+        &self,
+        started_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Connection>, StoreError>;
     /// Records the at-risk threshold last raised for a connection. Returns whether it changed.
     async fn set_at_risk_level(&self, key: &ConnectionKey, level: i32) -> Result<bool, StoreError>;
     /// How many connections are in each state, for metrics: (state, count).

@@ -82,6 +82,25 @@ pub(crate) async fn idle(
     found.iter().map(rows::connection).collect()
 }
 
+pub(crate) async fn lost_rotations(
+    pool: &PgPool,
+    started_before: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<Connection>, StoreError> {
+    let found = sqlx::query(concat!(
+        "SELECT ",
+        connection_columns!(),
+        " FROM connections WHERE inflight_attempt IS NOT NULL AND state = 'active' \
+         AND inflight_started_at < $1 ORDER BY inflight_started_at LIMIT $2"
+    ))
+    .bind(started_before)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+    .map_err(unavailable("lost_rotations"))?;
+    found.iter().map(rows::connection).collect()
+}
+
 pub(crate) async fn set_at_risk_level(
     pool: &PgPool,
     key: &ConnectionKey,

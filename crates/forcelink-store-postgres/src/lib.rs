@@ -236,6 +236,14 @@ impl Store for PostgresStore {
         heartbeat::idle(self.pool(), used_before, limit).await
     }
 
+    async fn lost_rotations(
+        &self,
+        started_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Connection>, StoreError> {
+        heartbeat::lost_rotations(self.pool(), started_before, limit).await
+    }
+
     async fn set_at_risk_level(&self, key: &ConnectionKey, level: i32) -> Result<bool, StoreError> {
         heartbeat::set_at_risk_level(self.pool(), key, level).await
     }

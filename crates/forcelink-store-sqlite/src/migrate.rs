@@ -32,6 +32,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/0003_heartbeat.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            4,
+            Cow::Borrowed("lost_rotations"),
+            MigrationType::Simple,
+            include_str!("../migrations/0004_lost_rotations.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -310,3 +310,50 @@ pub(super) async fn set_heartbeat_due_moves_a_connection_out_of_the_due_set(stor
     let missing = key("00D000000000064", "api");
     assert!(!store.set_heartbeat_due(&missing, at(1)).await.unwrap());
 }
+
+pub(super) async fn lost_rotations_lists_only_settling_in_flight_records(store: Arc<dyn Store>) {
+    let ring = ring();
+    let lost = key("00D000000000062", "lost");
+    let quiet = key("00D000000000062", "quiet");
+    let dead = key("00D000000000062", "dead");
+    for k in [&lost, &quiet, &dead] {
+        connected(&store, &ring, k).await;
+    }
+    for k in [&lost, &dead] {
+        acquired(
+            store
+                .acquire_lease(k, "owner", at(10), at(100))
+                .await
+                .unwrap(),
+        );
+        assert!(
+            store
+                .begin_rotation(k, 1, None, &flight("attempt", "owner", at(20)))
+                .await
+                .unwrap()
+        );
+    }
+    assert!(
+        store
+            .set_state(&dead, None, ConnectionState::NeedsReauth, Some("x"), at(21))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store.lost_rotations(at(20), 10).await.unwrap().is_empty(),
+        "not before it started"
+    );
+    let found: Vec<ConnectionKey> = store
+        .lost_rotations(at(21), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.key)
+        .collect();
+    assert_eq!(
+        found,
+        vec![lost.clone()],
+        "active connections with a record only"
+    );
+    assert!(store.lost_rotations(at(21), 0).await.unwrap().len() <= 1);
+}

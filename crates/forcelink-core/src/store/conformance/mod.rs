@@ -94,6 +94,7 @@ pub fn checks() -> Vec<Check> {
         check!(events_have_increasing_ids_and_filter_by_key_cursor_and_limit),
         check!(incidents_are_raised_once_and_cleared_once),
         check!(grants_and_refreshes_schedule_the_heartbeat),
+        check!(lost_rotations_lists_only_settling_in_flight_records),
         check!(claim_leases_due_active_unleased_connections_oldest_first),
         check!(connections_that_are_not_active_are_never_claimed),
         check!(concurrent_claimers_take_every_due_connection_exactly_once),
