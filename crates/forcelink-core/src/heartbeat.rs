@@ -143,18 +143,26 @@ impl Broker {
             // The refresh path re-reads the connection under the lease and refreshes only if
             // the heartbeat is still due (another instance may have used the token meanwhile).
             match self.obtain_forced(&key).await {
-                Ok(token) if token.generation > connection.generation => Beat::Refreshed,
-                Ok(_) => Beat::Skipped,
+                // The refresh path took and released the lease itself.
+                Ok(token) if token.generation > connection.generation => (Beat::Refreshed, false),
+                // Not due any more (used meanwhile): the claim's lease is still ours.
+                Ok(_) => (Beat::Skipped, true),
                 Err(error) => {
+                    let claim_untouched = matches!(
+                        error,
+                        BrokerError::NeedsReauth { .. } | BrokerError::NotFound(_)
+                    );
                     self.heartbeat_failed(&key, &error, settings).await;
-                    Beat::Failed
+                    (Beat::Failed, claim_untouched)
                 }
             }
         };
-        if let Err(error) = self
-            .store
-            .release_lease(&key, &self.settings.instance_id)
-            .await
+        let (outcome, release) = outcome;
+        if release
+            && let Err(error) = self
+                .store
+                .release_lease(&key, &self.settings.instance_id)
+                .await
         {
             tracing::warn!(connection = %key, %error, "releasing a heartbeat lease failed; it expires by itself");
         }

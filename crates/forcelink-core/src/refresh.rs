@@ -214,7 +214,8 @@ impl Broker {
         }
         match connection.in_flight.clone() {
             Some(lost) => self.recover(connection, lost).await,
-            None => self.rotate(connection, None).await,
+            // Nobody waits for a heartbeat's access token: its expiry need not be introspected.
+            None => self.rotate(connection, None, !force).await,
         }
     }
 
@@ -234,11 +235,16 @@ impl Broker {
             lost_attempt = %lost.attempt_id,
             "recovering from a refresh whose outcome was lost: trying the stored token once"
         );
-        self.rotate(connection, Some(lost)).await
+        self.rotate(connection, Some(lost), true).await
     }
 
     /// Sends one refresh with the stored token, recorded durably first.
-    async fn rotate(&self, connection: Connection, replacing: Option<RotationInFlight>) -> Step {
+    async fn rotate(
+        &self,
+        connection: Connection,
+        replacing: Option<RotationInFlight>,
+        introspect: bool,
+    ) -> Step {
         let key = connection.key.clone();
         let Some(sealed) = &connection.tokens.refresh_token else {
             return Step::Fail(
@@ -289,7 +295,10 @@ impl Broker {
         let latency = started.elapsed();
         renewal.abort();
         match result {
-            Ok(response) => self.rotated(&connection, &attempt, response, latency).await,
+            Ok(response) => {
+                self.rotated(&connection, &attempt, response, latency, introspect)
+                    .await
+            }
             Err(error) => {
                 self.rotation_failed(&connection, &attempt, error, latency)
                     .await

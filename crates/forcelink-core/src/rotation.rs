@@ -34,6 +34,7 @@ impl Broker {
         attempt: &RotationInFlight,
         response: TokenResponse,
         latency: StdDuration,
+        introspect: bool,
     ) -> Step {
         let key = &connection.key;
         if !self.refresh_response_matches(connection, &response) {
@@ -121,12 +122,14 @@ impl Broker {
                     generation: stored.generation,
                 };
                 self.cache.put(key, &token);
-                self.learn_expiry(
-                    key,
-                    stored.generation,
-                    &connection.login_host,
-                    token.access_token.clone(),
-                );
+                if introspect {
+                    self.learn_expiry(
+                        key,
+                        stored.generation,
+                        &connection.login_host,
+                        token.access_token.clone(),
+                    );
+                }
                 Step::Done(token)
             }
             Ok(other) => {

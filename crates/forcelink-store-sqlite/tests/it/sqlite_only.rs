@@ -150,7 +150,10 @@ async fn opening_twice_runs_migrations_once_and_keeps_data() {
         .fetch_one(&mut raw)
         .await
         .unwrap();
-    assert_eq!(applied, 4, "each of the four migrations applied exactly once");
+    assert_eq!(
+        applied, 4,
+        "each of the four migrations applied exactly once"
+    );
 }
 
 #[tokio::test]
