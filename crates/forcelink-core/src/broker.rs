@@ -164,11 +164,6 @@ impl Broker {
         }
     }
 
-    /// Forgets the cached token of a connection (after a state change here).
-    pub fn forget_cached(&self, key: &ConnectionKey) {
-        self.cache.forget(key);
-    }
-
     pub fn settings(&self) -> &BrokerSettings {
         &self.settings
     }

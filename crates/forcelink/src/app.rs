@@ -214,17 +214,6 @@ impl RunningServer {
             .context("server task failed")?
             .context("server failed")
     }
-    /// Waits until the server ends on its own.
-    pub async fn wait(self) -> anyhow::Result<()> {
-        self.sweeper.abort();
-        if let Some(heartbeat) = &self.heartbeat {
-            heartbeat.abort();
-        }
-        self.task
-            .await
-            .context("server task failed")?
-            .context("server failed")
-    }
 }
 
 /// Serves forcelink on `listener` with an already built wiring.
