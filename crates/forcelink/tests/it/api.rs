@@ -133,13 +133,7 @@ async fn tokens_never_appear_in_api_listings_or_in_the_database_file() {
     let (_, token) = app.token(org.id()).await;
     let access = token["access_token"].as_str().unwrap().to_string();
     let (_, listed) = app.api(reqwest::Method::GET, "/v1/connections", None).await;
-    let (_, shown) = app
-        .api(
-            reqwest::Method::GET,
-            &format!("/v1/connections/{}", org.id()),
-            None,
-        )
-        .await;
+    let shown = app.shown(org.id()).await;
     for text in [listed.to_string(), shown.to_string()] {
         assert!(
             !text.contains(&refresh) && !text.contains(&access),

@@ -290,6 +290,17 @@ impl TestApp {
         )
     }
 
+    /// `GET /v1/connections/{org}` as JSON, whatever the status.
+    pub async fn shown(&self, org_id: &str) -> Value {
+        self.api(
+            reqwest::Method::GET,
+            &format!("/v1/connections/{org_id}"),
+            None,
+        )
+        .await
+        .1
+    }
+
     /// The kinds of the events recorded for an org, oldest first.
     pub async fn event_kinds(&self, org_id: &str) -> Vec<String> {
         let (status, body) = self

@@ -145,13 +145,7 @@ async fn at_risk_events_are_raised_once_at_seven_three_and_one_days() {
         .await
         .unwrap();
     assert_eq!(report.refreshed, 1);
-    let (_, shown) = app
-        .api(
-            reqwest::Method::GET,
-            &format!("/v1/connections/{}", org.id()),
-            None,
-        )
-        .await;
+    let shown = app.shown(org.id()).await;
     assert_eq!(shown["at_risk_days"], serde_json::Value::Null, "{shown}");
 }
 
@@ -190,13 +184,7 @@ async fn ip_allow_list_blocks_by_egress_and_recovers_without_reauthorization() {
         (503, Some("ip_blocked")),
         "{body}"
     );
-    let (_, shown) = app
-        .api(
-            reqwest::Method::GET,
-            &format!("/v1/connections/{}", org.id()),
-            None,
-        )
-        .await;
+    let shown = app.shown(org.id()).await;
     assert_eq!(
         (shown["state"].as_str(), shown["health"].as_str()),
         (Some("active"), Some("ip_blocked"))

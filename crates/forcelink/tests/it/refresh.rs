@@ -38,13 +38,7 @@ async fn inactive_user_marks_the_connection_needs_reauth_and_stops_calling_sales
         )
         .as_str()
     );
-    let (_, shown) = app
-        .api(
-            reqwest::Method::GET,
-            &format!("/v1/connections/{}", org.id()),
-            None,
-        )
-        .await;
+    let shown = app.shown(org.id()).await;
     assert_eq!(shown["state"], "needs_reauth");
     let calls = app.sim.requests().len();
     for _ in 0..3 {
@@ -100,13 +94,7 @@ async fn ip_block_is_reported_and_does_not_kill_the_connection() {
     let (status, body) = app.token(org.id()).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"], "ip_blocked");
-    let (_, shown) = app
-        .api(
-            reqwest::Method::GET,
-            &format!("/v1/connections/{}", org.id()),
-            None,
-        )
-        .await;
+    let shown = app.shown(org.id()).await;
     assert_eq!(shown["state"], "active");
     // Once the address is allowed, the same grant works again without reauthorization.
     app.sim
@@ -153,13 +141,7 @@ async fn salesforce_outage_is_transient_and_leaves_the_connection_active() {
     let (status, body) = app.token(org.id()).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"], "upstream_unavailable");
-    let (_, shown) = app
-        .api(
-            reqwest::Method::GET,
-            &format!("/v1/connections/{}", org.id()),
-            None,
-        )
-        .await;
+    let shown = app.shown(org.id()).await;
     assert_eq!(
         (shown["state"].as_str(), shown["health"].as_str()),
         (Some("active"), Some("degraded"))
@@ -170,13 +152,7 @@ async fn salesforce_outage_is_transient_and_leaves_the_connection_active() {
     );
     let (status, body) = app.token(org.id()).await;
     assert_eq!(status, 200, "{body}");
-    let (_, shown) = app
-        .api(
-            reqwest::Method::GET,
-            &format!("/v1/connections/{}", org.id()),
-            None,
-        )
-        .await;
+    let shown = app.shown(org.id()).await;
     assert_eq!(shown["health"], "ok");
     assert_eq!(
         app.event_kinds(org.id()).await,

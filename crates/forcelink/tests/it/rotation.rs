@@ -107,13 +107,7 @@ async fn a_lost_answer_after_rotation_ends_in_rotation_outcome_lost_once() {
     let (status, body) = app.token(org.id()).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"], "busy");
-    let (_, shown) = app
-        .api(
-            reqwest::Method::GET,
-            &format!("/v1/connections/{}", org.id()),
-            None,
-        )
-        .await;
+    let shown = app.shown(org.id()).await;
     assert_eq!(shown["health"], "outcome_unknown");
     assert!(
         shown["refresh_in_flight"]["attempt_id"].is_string(),
@@ -171,13 +165,7 @@ async fn a_lost_answer_without_rotation_recovers_with_the_stored_token() {
     app.advance(2 * 3600 + 1);
     let (status, body) = app.token(org.id()).await;
     assert_eq!(status, 200, "{body}");
-    let (_, shown) = app
-        .api(
-            reqwest::Method::GET,
-            &format!("/v1/connections/{}", org.id()),
-            None,
-        )
-        .await;
+    let shown = app.shown(org.id()).await;
     assert_eq!(
         (shown["state"].as_str(), shown["health"].as_str()),
         (Some("active"), Some("ok"))
@@ -244,13 +232,7 @@ async fn invalid_client_is_one_app_incident_not_dead_connections() {
         "raised once for the whole app"
     );
     for org in [&first, &second] {
-        let (_, shown) = app
-            .api(
-                reqwest::Method::GET,
-                &format!("/v1/connections/{}", org.id()),
-                None,
-            )
-            .await;
+        let shown = app.shown(org.id()).await;
         assert_eq!(shown["state"], "active");
     }
     app.restart_with(|c| c.salesforce.client_secret = right)
