@@ -3,6 +3,7 @@
 //! Adapters implement the ports (`Store`, `SalesforceOAuth`, `Clock`); the binary wires them.
 
 pub mod access;
+pub mod agents;
 pub mod authorize;
 pub mod broker;
 pub mod cache;
@@ -23,6 +24,9 @@ pub mod secret;
 pub mod store;
 pub mod vault;
 
+pub use agents::{
+    AgentDenied, AgentKey, AgentKeyError, AgentKeySpec, AgentKeys, AgentScope, Capability,
+};
 pub use authorize::{CallbackOutcome, Connected, StartRequest, Started};
 pub use broker::{Broker, BrokerError, BrokerSettings};
 pub use cache::IssuedToken;
@@ -41,7 +45,7 @@ pub use secret::{
     StateToken,
 };
 pub use store::{
-    CommitOutcome, Event, EventFilter, GrantWrite, Incident, LeaseOutcome, NewEvent,
+    AgentKeyStore, CommitOutcome, Event, EventFilter, GrantWrite, Incident, LeaseOutcome, NewEvent,
     PendingAuthorization, RefreshAttempt, RefreshWrite, RotationEnd, SavedGrant, SealedField,
     SealedPage, SealedRef, SealedRow, SealedValue, Store, StoreError,
 };

@@ -17,10 +17,12 @@ use crate::ids::{ConnectionContext, ConnectionKey, OrgId, UserId};
 use crate::salesforce::LoginHost;
 use crate::vault::Sealed;
 
+pub mod agents;
 #[cfg(feature = "test-support")]
 pub mod conformance;
 pub mod cursor;
 
+pub use agents::AgentKeyStore;
 pub use cursor::SealedCursor;
 
 /// A storage failure, named after what the caller can do about it.
@@ -267,7 +269,7 @@ pub struct SealedPage {
 
 /// Durable storage of connections and pending authorizations.
 #[async_trait]
-pub trait Store: Send + Sync + fmt::Debug + 'static {
+pub trait Store: AgentKeyStore + Send + Sync + fmt::Debug + 'static {
     /// Reachable, and the schema is current.
     async fn ping(&self) -> Result<(), StoreError>;
 

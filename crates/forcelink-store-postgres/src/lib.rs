@@ -6,6 +6,7 @@
 //! never `now()`. This crate must not hold plaintext tokens (it sees only `Sealed` bytes) and
 //! must not put bound values in errors.
 
+mod agents;
 mod connections;
 mod events;
 mod heartbeat;

@@ -6,6 +6,7 @@
 //! Times are always bound from Rust, never taken from SQLite's clock. This crate must not hold
 //! plaintext tokens (it sees only `Sealed` bytes) and must not put bound values in errors.
 
+mod agents;
 mod connections;
 mod events;
 mod heartbeat;

@@ -39,6 +39,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/0004_lost_rotations.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            5,
+            Cow::Borrowed("agent_keys"),
+            MigrationType::Simple,
+            include_str!("../migrations/0005_agent_keys.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -6,6 +6,7 @@
 //! not know about any database, and must not depend on state left by another check.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod agents;
 mod at_risk;
 mod commits;
 mod events;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 
 use crate::store::Store;
 
+use agents::*;
 use at_risk::*;
 use commits::*;
 use events::*;
@@ -102,6 +104,9 @@ pub fn checks() -> Vec<Check> {
         check!(idle_refresh_tokens_are_active_and_least_recently_used_first),
         check!(set_at_risk_level_reports_whether_it_changed),
         check!(count_by_state_counts_each_present_state),
+        check!(agent_keys_round_trip_and_names_are_unique),
+        check!(revoking_an_agent_key_by_name_or_id_keeps_the_first_time),
+        check!(touching_an_agent_key_never_moves_last_use_back),
     ]
 }
 
