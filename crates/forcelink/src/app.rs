@@ -9,7 +9,8 @@ use std::sync::Arc;
 use anyhow::{Context, anyhow};
 use chrono::Duration;
 use forcelink_core::{
-    Broker, BrokerSettings, ClientCredentials, ClientSecret, Clock, KeyRing, SecretBytes, Store,
+    AgentKeys, Broker, BrokerSettings, ClientCredentials, ClientSecret, Clock, KeyRing,
+    SecretBytes, Store,
 };
 use forcelink_salesforce::{ClientOptions, SalesforceClient};
 use forcelink_store_postgres::PostgresStore;
@@ -158,6 +159,7 @@ pub fn broker_settings(config: &Config, hosts: &LoginHostPolicy) -> BrokerSettin
 pub struct Wiring {
     pub broker: Arc<Broker>,
     pub hosts: Arc<LoginHostPolicy>,
+    pub agents: Arc<AgentKeys>,
 }
 
 pub async fn wire(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Wiring> {
@@ -175,6 +177,11 @@ pub async fn wire(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Wiri
         proxy: config.egress.proxy.clone(),
     };
     let salesforce = Arc::new(SalesforceClient::new(&options).map_err(|e| anyhow!(e))?);
+    let agents = Arc::new(AgentKeys::new(
+        store.clone(),
+        clock.clone(),
+        Duration::seconds(i64::from(config.agents.key_cache_seconds)),
+    ));
     let broker = Arc::new(Broker::new(
         store,
         salesforce,
@@ -182,7 +189,11 @@ pub async fn wire(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Wiri
         clock,
         broker_settings(config, &hosts),
     ));
-    Ok(Wiring { broker, hosts })
+    Ok(Wiring {
+        broker,
+        hosts,
+        agents,
+    })
 }
 
 /// A server running in this process.
@@ -194,11 +205,13 @@ pub struct RunningServer {
     task: JoinHandle<std::io::Result<()>>,
     sweeper: JoinHandle<()>,
     heartbeat: Option<JoinHandle<()>>,
+    tls: bool,
 }
 
 impl RunningServer {
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
     /// Stops accepting, lets requests in flight finish, and waits.
     pub async fn stop(mut self) -> anyhow::Result<()> {
@@ -234,6 +247,8 @@ pub fn serve(
         hosts: wiring.hosts.clone(),
         admin_key_hash: http::auth::key_hash(admin_key),
         public_url: config.server.public_url.clone(),
+        agents: wiring.agents.clone(),
+        proxy: Arc::new(http::proxy::Upstream::from_config(config)?),
     };
     // Install the metrics recorder before anything records.
     let _ = http::metrics::handle();
@@ -247,14 +262,29 @@ pub fn serve(
                 .run_heartbeat(heartbeat_settings(config)),
         )
     });
+    let tls = tls_config(config)?;
+    let serves_tls = tls.is_some();
     let (shutdown, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
+    let task = match tls {
+        Some(tls) => {
+            let listener = crate::tls::TlsListener::new(listener, tls)
+                .context("cannot serve TLS on the listener")?;
+            tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await
             })
-            .await
-    });
+        }
+        None => tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        }),
+    };
     Ok(RunningServer {
         addr,
         wiring,
@@ -262,7 +292,19 @@ pub fn serve(
         task,
         sweeper,
         heartbeat,
+        tls: serves_tls,
     })
+}
+
+/// The TLS server config when `[server] tls_cert_file` and `tls_key_file` are set.
+fn tls_config(config: &Config) -> anyhow::Result<Option<rustls::ServerConfig>> {
+    match (&config.server.tls_cert_file, &config.server.tls_key_file) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => crate::tls::server_config(cert, key).map(Some),
+        _ => Err(anyhow!(
+            "set both server.tls_cert_file and server.tls_key_file to serve HTTPS, or neither"
+        )),
+    }
 }
 
 /// Settles lost rotations in the background: at start (after a crash) and then every half

@@ -1,4 +1,5 @@
-//! The command line: `serve`, `demo`, `connections`, `keys`, `config check`.
+//! The command line: `serve`, `demo`, `connections`, `agents`, `keys`, `incidents`, `doctor`,
+//! `config check`, `bench`.
 //!
 //! Each command loads the config the same way and fails with a message that says how to fix
 //! what is wrong. Output for people goes to stdout; logs go to stderr.
@@ -12,7 +13,7 @@ use forcelink_core::{ConnectionContext, ConnectionKey, KeyRing, OrgId, SystemClo
 
 use crate::app;
 use crate::config::Config;
-use crate::http::api::ConnectionView;
+use crate::http::api::{AgentView, ConnectionView};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,6 +49,11 @@ pub enum Command {
     Connections {
         #[command(subcommand)]
         command: ConnectionsCommand,
+    },
+    /// Create, list or revoke agent keys (for the token API and the Salesforce API proxy).
+    Agents {
+        #[command(subcommand)]
+        command: AgentsCommand,
     },
     /// Manage the encryption key ring.
     Keys {
@@ -95,6 +101,36 @@ pub enum ConnectionsCommand {
         #[arg(long, default_value = "api")]
         ctx: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsCommand {
+    /// Create a key and print it once (forcelink keeps only its hash).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// An org the key may reach (repeat, or give a comma-separated list).
+        #[arg(
+            long = "org",
+            value_delimiter = ',',
+            required_unless_present = "all_orgs",
+            conflicts_with = "all_orgs"
+        )]
+        orgs: Vec<String>,
+        /// The key may reach every org.
+        #[arg(long)]
+        all_orgs: bool,
+        /// What the key may do: token, proxy, or both.
+        #[arg(long = "can", value_delimiter = ',', default_value = "token,proxy")]
+        can: Vec<String>,
+    },
+    /// List keys with their scope and last use (never the keys).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by name or id; servers refuse it within agents.key_cache_seconds.
+    Revoke { name_or_id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,6 +203,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys { command } => keys(&cli.load_config()?, command).await,
+        Command::Agents { command } => agents(&cli.load_config()?, command).await,
         Command::Config {
             command: ConfigCommand::Check,
         } => config_check(&cli.load_config()?),
@@ -237,6 +274,86 @@ async fn connections(config: &Config, command: &ConnectionsCommand) -> anyhow::R
         }
     }
     Ok(())
+}
+
+async fn agents(config: &Config, command: &AgentsCommand) -> anyhow::Result<()> {
+    let wiring = app::wire(config, Arc::new(SystemClock)).await?;
+    match command {
+        AgentsCommand::Create {
+            name,
+            orgs,
+            all_orgs,
+            can,
+        } => {
+            let scope = if *all_orgs {
+                forcelink_core::AgentScope::AllOrgs
+            } else {
+                crate::http::api::agent_scope(orgs).map_err(|message| {
+                    anyhow::anyhow!("{message}; give --org with a 15 or 18 character org id (00D…)")
+                })?
+            };
+            let capabilities = can
+                .iter()
+                .map(|name| forcelink_core::Capability::parse(name))
+                .collect::<Result<Vec<_>, _>>()?;
+            let spec = forcelink_core::AgentKeySpec {
+                name: name.clone(),
+                scope,
+                capabilities,
+            };
+            let (key, secret) = wiring.agents.create(spec).await?;
+            let view = AgentView::from(&key);
+            println!("{}", secret.expose());
+            eprintln!(
+                "created agent key {:?} ({}) for {} with {}; it is shown once, store it now",
+                view.name,
+                view.id,
+                view.orgs.join(","),
+                view.capabilities.join(",")
+            );
+        }
+        AgentsCommand::List { json } => {
+            let keys = wiring.agents.list().await?;
+            let views: Vec<AgentView> = keys.iter().map(AgentView::from).collect();
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&views)?);
+            } else {
+                print_agents(&views);
+            }
+        }
+        AgentsCommand::Revoke { name_or_id } => {
+            let key = wiring.agents.revoke(name_or_id).await?;
+            println!(
+                "revoked agent key {:?} ({}); servers refuse it within {} s",
+                key.name, key.id, config.agents.key_cache_seconds
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_agents(views: &[AgentView]) {
+    println!(
+        "{:<24}  {:<36}  {:<12}  {:<20}  {:<20}  ORGS",
+        "NAME", "ID", "CAN", "LAST USED", "REVOKED"
+    );
+    let when = |time: Option<chrono::DateTime<chrono::Utc>>| {
+        time.map_or_else(
+            || "-".to_owned(),
+            |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
+        )
+    };
+    for view in views {
+        println!(
+            "{:<24}  {:<36}  {:<12}  {:<20}  {:<20}  {}",
+            view.name,
+            view.id,
+            view.capabilities.join(","),
+            when(view.last_used_at),
+            when(view.revoked_at),
+            view.orgs.join(",")
+        );
+    }
 }
 
 pub fn print_table(views: &[ConnectionView]) {

@@ -39,6 +39,48 @@ pub struct Config {
     pub refresh: RefreshConfig,
     pub heartbeat: HeartbeatConfig,
     pub egress: EgressConfig,
+    pub agents: AgentsConfig,
+    pub proxy: ProxyConfig,
+}
+
+/// Agent keys (`forcelink agents create`): how they are checked.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentsConfig {
+    /// How long a checked key is trusted before the store is read again: the longest a
+    /// revocation made by another process (the CLI, another instance) takes to bite. A
+    /// revocation through this server's API bites at once. 0 = read the store on every request.
+    pub key_cache_seconds: u32,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        Self {
+            key_cache_seconds: 5,
+        }
+    }
+}
+
+/// The Salesforce API proxy (`/v1/proxy/{org}/services/...`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Largest request body forwarded; larger ones get 413.
+    pub max_body_bytes: u64,
+    /// How long Salesforce may take to answer (headers), and the longest pause while a body
+    /// streams, before the call fails with 504.
+    pub timeout_seconds: u32,
+    pub connect_timeout_seconds: u32,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 10 * 1024 * 1024,
+            timeout_seconds: 120,
+            connect_timeout_seconds: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -81,6 +123,8 @@ pub struct EgressConfig {
     pub proxy: Option<String>,
     /// The public IPs admins must allow (what the proxy or NAT presents), for `doctor`.
     pub declared_ips: Vec<String>,
+    /// Send the API proxy's traffic (`/v1/proxy/...`) the same way, not only token traffic.
+    pub api_traffic: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -122,6 +166,10 @@ pub struct ServerConfig {
     pub public_url: String,
     /// This instance's name in leases and lineage; empty = generated per process.
     pub instance_id: String,
+    /// Serve HTTPS with this certificate chain (PEM); needs `tls_key_file`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM, PKCS#8, PKCS#1 or SEC1) of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -174,6 +222,8 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             public_url: "http://127.0.0.1:8080".into(),
             instance_id: String::new(),
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }

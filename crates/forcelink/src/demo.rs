@@ -181,6 +181,15 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
 
     let clock = Arc::new(OffsetClock::default());
     let wiring = app::wire(&config, clock.clone()).await?;
+    let (_, agent_secret) = wiring
+        .agents
+        .create(forcelink_core::AgentKeySpec {
+            name: "demo-agent".into(),
+            scope: forcelink_core::AgentScope::AllOrgs,
+            capabilities: forcelink_core::Capability::ALL.to_vec(),
+        })
+        .await?;
+    let agent_key = agent_secret.expose().to_owned();
     let server = app::serve(&config, wiring, listener)?;
 
     println!("forcelink demo");
@@ -232,9 +241,11 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     print_connections(&listed);
     let first = &orgs[0].org.org_id;
     println!();
-    println!("Fetch an access token (admin key shown once, demo only):");
+    println!("Admin API (admin key shown once, demo only):");
+    println!("  curl -s -H 'Authorization: Bearer {admin_key}' {forcelink_url}/v1/connections");
+    println!("Fetch an access token with the demo's agent key (shown once, demo only):");
     println!(
-        "  curl -s -X POST -H 'Authorization: Bearer {admin_key}' {forcelink_url}/v1/connections/{first}/token"
+        "  curl -s -X POST -H 'Authorization: Bearer {agent_key}' {forcelink_url}/v1/connections/{first}/token"
     );
 
     if options.once {
@@ -244,7 +255,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
             &clock,
             &api,
             &forcelink_url,
-            &admin_key,
+            &agent_key,
             &orgs,
         )
         .await;

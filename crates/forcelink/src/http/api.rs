@@ -1,4 +1,5 @@
-//! The JSON API behind the admin key: list, show, hand out a token, revoke.
+//! The JSON API: behind the admin key, connections (list, show, revoke), attempts, events and
+//! agent keys; behind an agent key with the `token` capability, access tokens.
 //!
 //! Responses never carry a refresh token or anything sealed. Bad input gets a stable error
 //! code and changes nothing.
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::http::AppState;
-use crate::http::auth::Admin;
+use crate::http::auth::{Admin, Agent, denied};
 use crate::http::error::ApiError;
 
 /// A connection as the API shows it: no tokens.
@@ -106,14 +107,21 @@ fn reconnect_url(state: &AppState, key: &ConnectionKey) -> String {
 }
 
 /// Adds the reconnect URL to a needs_reauth error.
-fn with_reconnect(state: &AppState, error: BrokerError) -> ApiError {
+pub(crate) fn with_reconnect(state: &AppState, error: BrokerError) -> ApiError {
     let key = match &error {
         BrokerError::NeedsReauth { key, .. } => Some(key.clone()),
         _ => None,
     };
-    let api = ApiError::from(error);
+    let mut api = ApiError::from(error);
     match key {
-        Some(key) => api.with_extra(json!({ "reconnect_url": reconnect_url(state, &key) })),
+        Some(key) => {
+            let url = reconnect_url(state, &key);
+            api.message = format!(
+                "{}. An org admin must reconnect it: open {url}",
+                api.message
+            );
+            api.with_extra(json!({ "reconnect_url": url }))
+        }
         None => api,
     }
 }
@@ -218,7 +226,7 @@ pub struct TokenRequest {
 }
 
 pub async fn token(
-    _: Admin,
+    agent: Agent,
     State(state): State<AppState>,
     Path(org_id): Path<String>,
     Query(query): Query<ContextQuery>,
@@ -235,6 +243,10 @@ pub async fn token(
         })?
     };
     let key = connection_key(&org_id, request.ctx.as_deref().or(query.ctx.as_deref()))?;
+    agent
+        .0
+        .authorize(&key.org_id, forcelink_core::Capability::Token)
+        .map_err(denied)?;
     let issued = state
         .broker
         .access_token(&key, request.stale_token.as_deref())
@@ -259,4 +271,136 @@ pub async fn revoke(
     let key = connection_key(&org_id, query.ctx.as_deref())?;
     let removed = state.broker.disconnect(&key).await?;
     Ok(Json(json!({ "revoked": ConnectionView::from(&removed) })))
+}
+
+/// An agent key as the API and CLI show it: never the key, never its hash.
+#[derive(Debug, Serialize)]
+pub struct AgentView {
+    pub id: String,
+    pub name: String,
+    /// `["*"]` for every org.
+    pub orgs: Vec<String>,
+    pub capabilities: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl From<&forcelink_core::AgentKey> for AgentView {
+    fn from(key: &forcelink_core::AgentKey) -> Self {
+        Self {
+            id: key.id.clone(),
+            name: key.name.clone(),
+            orgs: match &key.scope {
+                forcelink_core::AgentScope::AllOrgs => vec!["*".to_owned()],
+                forcelink_core::AgentScope::Orgs(orgs) => {
+                    orgs.iter().map(ToString::to_string).collect()
+                }
+            },
+            capabilities: key
+                .capabilities
+                .iter()
+                .map(|capability| capability.as_str().to_owned())
+                .collect(),
+            created_at: key.created_at,
+            revoked_at: key.revoked_at,
+            last_used_at: key.last_used_at,
+        }
+    }
+}
+
+fn agent_error(error: forcelink_core::AgentKeyError) -> ApiError {
+    use forcelink_core::AgentKeyError as E;
+    match error {
+        E::Invalid(message) => ApiError::bad_request("invalid_agent_key", message),
+        E::NameTaken(_) => ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "agent_name_taken",
+            error.to_string(),
+        ),
+        E::NotFound(_) => ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "agent_key_not_found",
+            error.to_string(),
+        ),
+        E::Store(store) => ApiError::from(BrokerError::from(store)),
+    }
+}
+
+pub async fn agents_list(_: Admin, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let keys = state.agents.list().await.map_err(agent_error)?;
+    let views: Vec<AgentView> = keys.iter().map(AgentView::from).collect();
+    Ok(Json(json!({ "agents": views })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAgent {
+    name: String,
+    /// Org ids, or `["*"]` for every org.
+    orgs: Vec<String>,
+    /// Defaults to both `token` and `proxy`.
+    capabilities: Option<Vec<String>>,
+}
+
+/// Parses the org list of a create request: ids, or a lone `*` for every org.
+pub fn agent_scope(orgs: &[String]) -> Result<forcelink_core::AgentScope, String> {
+    if orgs.len() == 1 && orgs[0].trim() == "*" {
+        return Ok(forcelink_core::AgentScope::AllOrgs);
+    }
+    orgs.iter()
+        .map(|org| {
+            OrgId::parse(org.trim()).map_err(|error| format!("{org:?} is not an org id: {error}"))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(forcelink_core::AgentScope::Orgs)
+}
+
+pub async fn agents_create(
+    _: Admin,
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+    let request: CreateAgent = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_body",
+            format!(
+                "body must be JSON like {{\"name\": \"crm-agent\", \"orgs\": [\"00D…\"], \"capabilities\": [\"token\", \"proxy\"]}}: {e}"
+            ),
+        )
+    })?;
+    let scope = agent_scope(&request.orgs)
+        .map_err(|message| ApiError::bad_request("invalid_agent_key", message))?;
+    let capabilities = match &request.capabilities {
+        None => forcelink_core::Capability::ALL.to_vec(),
+        Some(names) => names
+            .iter()
+            .map(|name| forcelink_core::Capability::parse(name))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(agent_error)?,
+    };
+    let spec = forcelink_core::AgentKeySpec {
+        name: request.name,
+        scope,
+        capabilities,
+    };
+    let (key, secret) = state.agents.create(spec).await.map_err(agent_error)?;
+    let mut view = serde_json::to_value(AgentView::from(&key)).unwrap_or(Value::Null);
+    if let Some(map) = view.as_object_mut() {
+        map.insert("key".to_owned(), Value::String(secret.expose().to_owned()));
+    }
+    Ok((axum::http::StatusCode::CREATED, Json(view)))
+}
+
+pub async fn agents_revoke(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(name_or_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let key = state
+        .agents
+        .revoke(&name_or_id)
+        .await
+        .map_err(agent_error)?;
+    Ok(Json(json!({ "revoked": AgentView::from(&key) })))
 }

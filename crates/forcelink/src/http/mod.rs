@@ -8,12 +8,14 @@ pub mod error;
 pub mod health;
 pub mod metrics;
 mod page;
+pub mod proxy;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
-use forcelink_core::Broker;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{any, delete, get, post};
+use forcelink_core::{AgentKeys, Broker};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
@@ -26,9 +28,17 @@ pub struct AppState {
     pub hosts: Arc<LoginHostPolicy>,
     pub admin_key_hash: [u8; 32],
     pub public_url: String,
+    pub agents: Arc<AgentKeys>,
+    pub proxy: Arc<proxy::Upstream>,
 }
 
 pub fn router(state: AppState) -> Router {
+    // The proxy streams bodies under its own cap (`proxy.max_body_bytes`), so it sits outside
+    // the 64 KiB limit of the other routes.
+    let proxy = Router::new()
+        .route("/v1/proxy/{org_id}/{*rest}", any(proxy::by_org))
+        .route("/services/{*rest}", any(proxy::at_root))
+        .layer(DefaultBodyLimit::disable());
     Router::new()
         .route("/v1/connect/salesforce/start", get(connect::start))
         .route("/v1/connect/salesforce/callback", get(connect::callback))
@@ -40,10 +50,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/connections/{org_id}/token", post(api::token))
         .route("/v1/connections/{org_id}/attempts", get(api::attempts))
         .route("/v1/events", get(api::events))
+        .route("/v1/agents", get(api::agents_list).post(api::agents_create))
+        .route("/v1/agents/{name_or_id}", delete(api::agents_revoke))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
         .layer(RequestBodyLimitLayer::new(64 * 1024))
+        .merge(proxy)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

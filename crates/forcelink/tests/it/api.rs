@@ -31,7 +31,7 @@ async fn api_requires_the_admin_key() {
 async fn unknown_org_and_bad_ids_get_stable_errors() {
     let app = TestApp::start(Options::default()).await;
     let (status, body) = app
-        .api(
+        .agent_api(
             reqwest::Method::POST,
             "/v1/connections/00D000000000062/token",
             None,
@@ -49,7 +49,7 @@ async fn unknown_org_and_bad_ids_get_stable_errors() {
         (400, Some("invalid_org_id"))
     );
     let (status, body) = app
-        .api(
+        .agent_api(
             reqwest::Method::POST,
             "/v1/connections/00D000000000062/token",
             Some(serde_json::json!({"stale": 1})),

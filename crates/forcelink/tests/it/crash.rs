@@ -41,7 +41,7 @@ async fn crash_rounds(backend: Backend, rounds: usize) {
                 stale.push(None);
                 continue;
             }
-            let (status, body) = token_at(&http, &victim.url, &app.admin_key, org.id(), None).await;
+            let (status, body) = token_at(&http, &victim.url, &app.agent_key, org.id(), None).await;
             assert_eq!(status, 200, "{body}");
             stale.push(Some(body["access_token"].as_str().unwrap().to_string()));
         }
@@ -83,7 +83,7 @@ async fn crash_rounds(backend: Backend, rounds: usize) {
                 let (http, url, key, org_id) = (
                     http.clone(),
                     victim.url.clone(),
-                    app.admin_key.clone(),
+                    app.agent_key.clone(),
                     org.id().to_string(),
                 );
                 tokio::spawn(
@@ -145,7 +145,7 @@ async fn crash_rounds(backend: Backend, rounds: usize) {
                 continue;
             }
             let (status, body) =
-                token_at(&http, &survivor.url, &app.admin_key, org.id(), None).await;
+                token_at(&http, &survivor.url, &app.agent_key, org.id(), None).await;
             let reuse = app
                 .sim
                 .counters_for(org.id(), &app.sf_app.consumer_key)

@@ -78,6 +78,8 @@ pub struct TestApp {
     pub server: Option<RunningServer>,
     pub url: String,
     pub admin_key: String,
+    /// An agent key for every org with both capabilities, made at start.
+    pub agent_key: String,
     pub clock: Arc<OffsetClock>,
     pub config: Config,
     pub http: reqwest::Client,
@@ -179,12 +181,27 @@ impl TestApp {
             server: None,
             url,
             admin_key,
+            agent_key: String::new(),
             clock,
             config,
             http: reqwest::Client::new(),
             _dir: dir,
         };
         app.serve(listener).await;
+        let (_, secret) = app
+            .server
+            .as_ref()
+            .expect("server running")
+            .wiring
+            .agents
+            .create(forcelink_core::AgentKeySpec {
+                name: "test-agent".into(),
+                scope: forcelink_core::AgentScope::AllOrgs,
+                capabilities: forcelink_core::Capability::ALL.to_vec(),
+            })
+            .await
+            .expect("agent key");
+        app.agent_key = secret.expose().to_owned();
         app
     }
 
@@ -274,10 +291,31 @@ impl TestApp {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
+        self.call_as(&self.admin_key, method, path, body).await
+    }
+
+    /// A JSON call with the harness's all-orgs agent key.
+    pub async fn agent_api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.call_as(&self.agent_key, method, path, body).await
+    }
+
+    /// A JSON call with a given bearer key.
+    pub async fn call_as(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.url))
-            .bearer_auth(&self.admin_key);
+            .bearer_auth(key);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -321,7 +359,8 @@ impl TestApp {
 
     pub async fn token_stale(&self, org_id: &str, stale: &str) -> (u16, Value) {
         let body = serde_json::json!({ "stale_token": stale });
-        self.api(
+        self.call_as(
+            &self.agent_key,
             reqwest::Method::POST,
             &format!("/v1/connections/{org_id}/token"),
             Some(body),
@@ -330,7 +369,8 @@ impl TestApp {
     }
 
     pub async fn token(&self, org_id: &str) -> (u16, Value) {
-        self.api(
+        self.call_as(
+            &self.agent_key,
             reqwest::Method::POST,
             &format!("/v1/connections/{org_id}/token"),
             None,

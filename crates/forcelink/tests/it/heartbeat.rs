@@ -96,7 +96,7 @@ async fn the_heartbeat_keeps_100_connections_alive_through_120_days() {
     );
     for (org, ctx) in &made {
         let (status, body) = app
-            .api(
+            .agent_api(
                 reqwest::Method::POST,
                 &format!("/v1/connections/{}/token?ctx={ctx}", org.id()),
                 None,

@@ -20,7 +20,7 @@ async fn storm_across(
         let url = processes[caller % processes.len()].url.clone();
         let (http, key, org, stale) = (
             http.clone(),
-            app.admin_key.clone(),
+            app.agent_key.clone(),
             org_id.to_string(),
             stale.to_string(),
         );

@@ -82,7 +82,7 @@ async fn tokens_and_secrets_never_reach_the_logs() {
     let (status, body) = token_at(
         &http,
         &process.url,
-        &app.admin_key,
+        &app.agent_key,
         org.id(),
         Some(&first_access),
     )
@@ -91,7 +91,7 @@ async fn tokens_and_secrets_never_reach_the_logs() {
     let access = body["access_token"].as_str().unwrap().to_string();
     let refreshed_to = app.stored_refresh_token(org.id()).await;
     app.sim.set_user_active(&org.user.user_id, false).unwrap();
-    let (status, _) = token_at(&http, &process.url, &app.admin_key, org.id(), Some(&access)).await;
+    let (status, _) = token_at(&http, &process.url, &app.agent_key, org.id(), Some(&access)).await;
     assert_eq!(status, 409);
     let wrong = http
         .get(format!("{}/v1/connections", process.url))
@@ -114,6 +114,7 @@ async fn tokens_and_secrets_never_reach_the_logs() {
         &access,
         &app.sf_app.consumer_secret,
         &app.admin_key,
+        &app.agent_key,
     ] {
         assert!(!logs.contains(secret.as_str()), "a secret reached the logs");
     }

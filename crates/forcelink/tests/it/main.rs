@@ -11,6 +11,7 @@ mod heartbeat;
 mod instances;
 mod keys;
 mod process;
+mod proxy;
 mod refresh;
 mod rotation;
 mod tidy;

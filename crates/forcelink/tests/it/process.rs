@@ -31,7 +31,47 @@ impl Drop for ForcelinkProcess {
     }
 }
 
+/// `forcelink --config FILE ARGS…` for this config: the file holds it with secrets redacted,
+/// and the environment supplies the secrets. The directory must outlive the command.
+pub fn command_for(config: &Config, args: &[&str]) -> (Command, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("forcelink.toml");
+    std::fs::write(&file, toml::to_string(config).unwrap()).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_forcelink"));
+    command
+        .args(["--config", file.to_str().unwrap()])
+        .args(args)
+        .env_remove("FORCELINK_CONFIG")
+        .env_remove("FORCELINK_LOG");
+    // Secrets are redacted in the file; the environment overrides them.
+    if let Some(secret) = &config.salesforce.client_secret {
+        command.env("FORCELINK_SALESFORCE__CLIENT_SECRET", &secret.0);
+    }
+    if let Some(key) = &config.admin.api_key {
+        command.env("FORCELINK_ADMIN__API_KEY", &key.0);
+    }
+    for (id, key) in &config.keys.ring {
+        command.env(
+            format!("FORCELINK_KEYS__RING__{}", id.to_ascii_uppercase()),
+            &key.0,
+        );
+    }
+    (command, dir)
+}
+
 impl TestApp {
+    /// Runs the forcelink CLI on this app's config and database; returns (success, stdout,
+    /// stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let (mut command, _dir) = command_for(&self.config, args);
+        let output = command.output().unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
     /// Starts `forcelink serve` on 127.0.0.1:0 with this app's config, changed by `change`.
     pub fn spawn_process(
         &self,
@@ -52,13 +92,8 @@ impl TestApp {
         config.server.listen = "127.0.0.1:0".into();
         config.server.instance_id = instance.to_string();
         change(&mut config);
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("forcelink.toml");
-        std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_forcelink"));
+        let (mut command, dir) = command_for(&config, &["serve"]);
         command
-            .args(["--config", file.to_str().unwrap(), "serve"])
-            .env_remove("FORCELINK_CONFIG")
             .env(
                 "FORCELINK_LOG",
                 if log_file.is_some() { "trace" } else { "warn" },
@@ -68,19 +103,6 @@ impl TestApp {
                 Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
                 None => Stdio::inherit(),
             });
-        // Secrets are redacted in the file; the environment overrides them.
-        if let Some(secret) = &config.salesforce.client_secret {
-            command.env("FORCELINK_SALESFORCE__CLIENT_SECRET", &secret.0);
-        }
-        if let Some(key) = &config.admin.api_key {
-            command.env("FORCELINK_ADMIN__API_KEY", &key.0);
-        }
-        for (id, key) in &config.keys.ring {
-            command.env(
-                format!("FORCELINK_KEYS__RING__{}", id.to_ascii_uppercase()),
-                &key.0,
-            );
-        }
         let mut child = command.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
@@ -111,17 +133,17 @@ impl TestApp {
     }
 }
 
-/// POST /v1/connections/{org}/token on a given forcelink URL.
+/// POST /v1/connections/{org}/token on a given forcelink URL, with an agent key.
 pub async fn token_at(
     http: &reqwest::Client,
     url: &str,
-    admin_key: &str,
+    agent_key: &str,
     org_id: &str,
     stale: Option<&str>,
 ) -> (u16, serde_json::Value) {
     let mut request = http
         .post(format!("{url}/v1/connections/{org_id}/token"))
-        .bearer_auth(admin_key);
+        .bearer_auth(agent_key);
     if let Some(stale) = stale {
         request = request.json(&serde_json::json!({ "stale_token": stale }));
     }

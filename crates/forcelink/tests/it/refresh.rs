@@ -170,13 +170,15 @@ async fn stale_token_report_refreshes_only_while_the_token_is_current() {
     let path = format!("/v1/connections/{}/token", org.id());
     let body = serde_json::json!({ "stale_token": stale });
     let (status, second) = app
-        .api(reqwest::Method::POST, &path, Some(body.clone()))
+        .agent_api(reqwest::Method::POST, &path, Some(body.clone()))
         .await;
     assert_eq!(status, 200, "{second}");
     assert_ne!(second["access_token"], first["access_token"]);
     assert_eq!(app.sim.counters().refresh_grants, 1);
     // Reporting the same old token again hands out the newer one without another refresh.
-    let (status, third) = app.api(reqwest::Method::POST, &path, Some(body)).await;
+    let (status, third) = app
+        .agent_api(reqwest::Method::POST, &path, Some(body))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(third["access_token"], second["access_token"]);
     assert_eq!(app.sim.counters().refresh_grants, 1);
