@@ -222,7 +222,12 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        self.url = format!("http://{}", listener.local_addr().expect("addr"));
+        let scheme = if self.config.server.tls_cert_file.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        self.url = format!("{scheme}://{}", listener.local_addr().expect("addr"));
         self.config.server.public_url = self.url.clone();
         let callback = self.config.callback_url();
         self.sim

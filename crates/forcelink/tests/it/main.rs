@@ -10,6 +10,7 @@ mod harness;
 mod heartbeat;
 mod instances;
 mod keys;
+mod peers;
 mod process;
 mod proxy;
 mod refresh;
