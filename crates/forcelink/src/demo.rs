@@ -1,6 +1,7 @@
 //! `forcelink demo`: sfsim and forcelink in one process on a fresh SQLite file. Three demo orgs
 //! (production, sandbox, My Domain) are connected through the real HTTP flow; `--once` then
-//! checks token handout and a rotating refresh, and exits.
+//! checks token handout, a rotating refresh and the API proxy, and exits. forcelink serves
+//! HTTPS with a self-signed certificate it makes, and prints how to trust it.
 //!
 //! `browser_connect` plays the admin's browser (follow the redirects by hand, log in with a
 //! username) and is shared with the end-to-end tests. Nothing here is used by `serve`.
@@ -43,9 +44,22 @@ pub async fn browser_connect(
     query: &str,
     username: &str,
 ) -> anyhow::Result<BrowserOutcome> {
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
+    browser_connect_trusting(forcelink_url, query, username, None).await
+}
+
+/// `browser_connect` with an extra trusted certificate (PEM), for a forcelink on TLS with a
+/// self-signed certificate.
+pub async fn browser_connect_trusting(
+    forcelink_url: &str,
+    query: &str,
+    username: &str,
+    trusted_pem: Option<&str>,
+) -> anyhow::Result<BrowserOutcome> {
+    let mut browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    if let Some(pem) = trusted_pem {
+        browser = browser.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
+    }
+    let browser = browser.build()?;
     let start = browser
         .get(format!(
             "{forcelink_url}/v1/connect/salesforce/start?{query}"
@@ -93,6 +107,12 @@ fn random_secret(bytes: usize) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
+/// The demo's agent keys: one for every org, one bound to the first org only.
+struct AgentKeys<'a> {
+    all_orgs: &'a str,
+    single_org: &'a str,
+}
+
 struct DemoOrg {
     name: &'static str,
     kind: LoginKind,
@@ -112,7 +132,9 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
                 options.listen
             )
         })?;
-    let forcelink_url = format!("http://{}", listener.local_addr()?);
+    // simple-salesforce only speaks https, so the demo serves TLS with a certificate it makes.
+    let forcelink_url = format!("https://{}", listener.local_addr()?);
+    let certificate = crate::tls::self_signed(&["127.0.0.1".to_owned(), "localhost".to_owned()])?;
     let callback = format!("{forcelink_url}/v1/connect/salesforce/callback");
     let sf_app = sim.create_app(sfsim::AppSpec {
         name: "forcelink demo".into(),
@@ -159,9 +181,16 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let dir =
         tempfile::tempdir().context("cannot create a temporary directory for the demo database")?;
     let db = dir.path().join("forcelink-demo.db");
+    let cert_file = dir.path().join("forcelink-demo-cert.pem");
+    let key_file = dir.path().join("forcelink-demo-key.pem");
+    std::fs::write(&cert_file, &certificate.cert_pem)
+        .context("cannot write the demo certificate")?;
+    std::fs::write(&key_file, &certificate.key_pem).context("cannot write the demo key")?;
     let admin_key = random_secret(24);
     let mut config = Config::default();
     config.server.public_url = forcelink_url.clone();
+    config.server.tls_cert_file = Some(cert_file.clone());
+    config.server.tls_key_file = Some(key_file.clone());
     config.store.url = format!("sqlite:{}", db.display());
     config.salesforce.client_id = sf_app.consumer_key.clone();
     config.salesforce.client_secret = Some(SecretSetting(sf_app.consumer_secret.clone()));
@@ -190,6 +219,17 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         })
         .await?;
     let agent_key = agent_secret.expose().to_owned();
+    let (_, single_secret) = wiring
+        .agents
+        .create(forcelink_core::AgentKeySpec {
+            name: "demo-acme-only".into(),
+            scope: forcelink_core::AgentScope::Orgs(vec![forcelink_core::OrgId::parse(
+                &orgs[0].org.org_id,
+            )?]),
+            capabilities: vec![forcelink_core::Capability::Proxy],
+        })
+        .await?;
+    let single_key = single_secret.expose().to_owned();
     let server = app::serve(&config, wiring, listener)?;
 
     println!("forcelink demo");
@@ -214,7 +254,13 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
                 demo_org.org.org_id, demo_org.org.instance_url
             ),
         };
-        let outcome = browser_connect(&forcelink_url, &query, &demo_org.username).await?;
+        let outcome = browser_connect_trusting(
+            &forcelink_url,
+            &query,
+            &demo_org.username,
+            Some(&certificate.cert_pem),
+        )
+        .await?;
         ensure!(
             outcome.status == 200,
             "connecting {} failed with {}: {}",
@@ -228,7 +274,11 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         );
     }
 
-    let api = reqwest::Client::new();
+    let api = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(
+            certificate.cert_pem.as_bytes(),
+        )?)
+        .build()?;
     let listed: Value = api
         .get(format!("{forcelink_url}/v1/connections"))
         .bearer_auth(&admin_key)
@@ -243,9 +293,27 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     println!();
     println!("Admin API (admin key shown once, demo only):");
     println!("  curl -s -H 'Authorization: Bearer {admin_key}' {forcelink_url}/v1/connections");
+    let cert = cert_file.display();
+    println!("TLS: a self-signed certificate for 127.0.0.1 and localhost; trust it with");
+    println!(
+        "  curl --cacert {cert} …   REQUESTS_CA_BUNDLE={cert} (Python)   NODE_EXTRA_CA_CERTS={cert} (Node)"
+    );
     println!("Fetch an access token with the demo's agent key (shown once, demo only):");
     println!(
-        "  curl -s -X POST -H 'Authorization: Bearer {agent_key}' {forcelink_url}/v1/connections/{first}/token"
+        "  curl -s --cacert {cert} -X POST -H 'Authorization: Bearer {agent_key}' {forcelink_url}/v1/connections/{first}/token"
+    );
+    println!(
+        "Or let forcelink call Salesforce for you (the agent never holds a Salesforce token):"
+    );
+    println!(
+        "  curl -s --cacert {cert} -H 'Authorization: Bearer {agent_key}' '{forcelink_url}/v1/proxy/{first}/services/data/v59.0/query?q=SELECT+Name+FROM+Account+LIMIT+3'"
+    );
+    println!(
+        "  jsforce:           new jsforce.Connection({{ instanceUrl: '{forcelink_url}/v1/proxy/{first}', accessToken: '{agent_key}' }})"
+    );
+    println!(
+        "  simple-salesforce: Salesforce(instance_url='{forcelink_url}', session_id='{single_key}')  # key bound to {} only",
+        orgs[0].name
     );
 
     if options.once {
@@ -255,7 +323,10 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
             &clock,
             &api,
             &forcelink_url,
-            &agent_key,
+            &AgentKeys {
+                all_orgs: &agent_key,
+                single_org: &single_key,
+            },
             &orgs,
         )
         .await;
@@ -264,7 +335,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         result?;
         println!();
         println!(
-            "demo checks passed: 3 orgs connected, tokens served, one rotating refresh each, no reuse detected"
+            "demo checks passed: 3 orgs connected over TLS, tokens served, one rotating refresh each, no reuse detected, the proxy works"
         );
         return Ok(());
     }
@@ -323,9 +394,10 @@ async fn checks(
     clock: &OffsetClock,
     api: &reqwest::Client,
     url: &str,
-    key: &str,
+    keys: &AgentKeys<'_>,
     orgs: &[DemoOrg],
 ) -> anyhow::Result<()> {
+    let (key, single_key) = (keys.all_orgs, keys.single_org);
     let mut first_tokens = Vec::new();
     for demo_org in orgs {
         let body = token(api, url, key, &demo_org.org.org_id).await?;
@@ -371,6 +443,27 @@ async fn checks(
     println!(
         "  refreshed each org once after 2 h of simulated time; Salesforce saw {} refreshes and {} reuse detections",
         counters.refresh_grants, counters.reuse_detections
+    );
+    // The proxy: by org with the all-orgs key, and at the root with the single-org key.
+    let soql = "/services/data/v59.0/query?q=SELECT+Id,+Name+FROM+Account";
+    for (path, agent) in [
+        (format!("{url}/v1/proxy/{}{soql}", orgs[0].org.org_id), key),
+        (format!("{url}{soql}"), single_key),
+    ] {
+        let response = api.get(&path).bearer_auth(agent).send().await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        ensure!(
+            status.is_success() && body["totalSize"] == 25,
+            "a SOQL query through the proxy failed with {status}: {body}"
+        );
+    }
+    ensure!(
+        sim.counters().refresh_grants == 3,
+        "the proxy refreshed a token it did not need to"
+    );
+    println!(
+        "  queried 25 accounts through the proxy, by org and at the root with a single-org key"
     );
     Ok(())
 }

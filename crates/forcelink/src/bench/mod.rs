@@ -6,8 +6,10 @@
 //! open the client's connections, the hot path (the same again, measured), the HTTP storm, the
 //! in-process storm, and last the baseline of N refreshes sent to sfsim alone. Progress goes to
 //! stderr, results to stdout. `forcelink bench heartbeat-round` (module `heartbeat`) measures one
-//! heartbeat round over N due connections on the same set-up.
+//! heartbeat round over N due connections on the same set-up; `forcelink bench agent-serve`
+//! (module `agents`) is the target an external load generator drives for the agent API.
 
+pub mod agents;
 pub mod baseline;
 pub mod heartbeat;
 pub mod measure;
@@ -34,6 +36,9 @@ pub enum BenchCommand {
     /// One heartbeat round over N due connections (`Broker::heartbeat_tick`): wall time,
     /// refreshes/s, forcelink CPU per refresh, sfsim and PostgreSQL CPU, peak RSS.
     HeartbeatRound(heartbeat::HeartbeatArgs),
+    /// Serve forcelink with one connection and an agent key for an external load generator
+    /// (`bench/agent-api.sh` drives it with wrk): token API, static floor, proxy vs sfsim.
+    AgentServe(agents::AgentServeArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -87,6 +92,7 @@ pub async fn run(command: &BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::RefreshStorm(args) => refresh_storm(args).await,
         BenchCommand::HeartbeatRound(args) => heartbeat::heartbeat_round(args).await,
+        BenchCommand::AgentServe(args) => agents::agent_serve(args).await,
     }
 }
 

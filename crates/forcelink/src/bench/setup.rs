@@ -31,6 +31,8 @@ pub struct Forcelink {
     pub server: RunningServer,
     pub url: String,
     pub admin_key: String,
+    /// An agent key for every org with both capabilities (the token API and the proxy).
+    pub agent_key: String,
     pub clock: Arc<OffsetClock>,
     pub config: Config,
     /// The PostgreSQL server URL and database name to drop at the end.
@@ -114,11 +116,20 @@ impl Forcelink {
         let clock = Arc::new(OffsetClock::default());
         let started = async {
             let wiring = app::wire(&config, clock.clone()).await?;
-            app::serve(&config, wiring, listener)
+            let (_, agent_key) = wiring
+                .agents
+                .create(forcelink_core::AgentKeySpec {
+                    name: "bench-agent".into(),
+                    scope: forcelink_core::AgentScope::AllOrgs,
+                    capabilities: forcelink_core::Capability::ALL.to_vec(),
+                })
+                .await?;
+            let server = app::serve(&config, wiring, listener)?;
+            anyhow::Ok((server, agent_key.expose().to_owned()))
         }
         .await;
-        let server = match started {
-            Ok(server) => server,
+        let (server, agent_key) = match started {
+            Ok(started) => started,
             Err(error) => {
                 if let Some((server, name)) = &pg_database {
                     drop_pg_database(server, name).await;
@@ -130,6 +141,7 @@ impl Forcelink {
             server,
             url,
             admin_key,
+            agent_key,
             clock,
             config,
             pg_database,

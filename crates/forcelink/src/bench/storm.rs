@@ -90,13 +90,13 @@ pub(super) async fn settle(
 async fn http_token(
     client: reqwest::Client,
     url: String,
-    admin_key: Arc<str>,
+    agent_key: Arc<str>,
     permits: Arc<Semaphore>,
 ) -> Result<(), String> {
     let _permit = permits.acquire_owned().await.map_err(|e| e.to_string())?;
     let response = client
         .post(&url)
-        .bearer_auth(&*admin_key)
+        .bearer_auth(&*agent_key)
         .send()
         .await
         .map_err(|e| format!("{url}: {e}"))?;
@@ -140,14 +140,14 @@ pub async fn storm(
             in_flight,
         } => {
             let permits = Arc::new(Semaphore::new((*in_flight).max(1)));
-            let admin_key: Arc<str> = Arc::from(forcelink.admin_key.as_str());
+            let agent_key: Arc<str> = Arc::from(forcelink.agent_key.as_str());
             for _ in 0..callers_each {
                 for c in connections {
                     let url = format!(
                         "{}/v1/connections/{}/token?ctx={}",
                         forcelink.url, c.org_id, c.ctx
                     );
-                    let call = http_token(client.clone(), url, admin_key.clone(), permits.clone());
+                    let call = http_token(client.clone(), url, agent_key.clone(), permits.clone());
                     handles.push(runtime.spawn(call));
                 }
             }
