@@ -338,6 +338,16 @@ impl Config {
                  or FORCELINK_ADMIN__API_KEY; generate one with `forcelink keys generate`"
             );
         }
+        if self
+            .admin
+            .api_key
+            .as_ref()
+            .is_some_and(|key| key.0.starts_with(forcelink_core::agents::AGENT_KEY_PREFIX))
+        {
+            bail!(
+                "admin.api_key looks like an agent key (flk_agent_…): the admin key must be a                  separate secret; generate one with `forcelink keys generate`"
+            );
+        }
         self.validate_keys()?;
         self.validate_refresh()?;
         self.validate_heartbeat()?;
@@ -543,5 +553,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("FORCELINK_SALESFORCE__CLIENT_ID"), "{error}");
+    }
+
+    #[test]
+    fn an_agent_key_cannot_be_the_admin_key() {
+        let mut config = Config::default();
+        config.salesforce.client_id = "abc".into();
+        config.admin.api_key = Some(SecretSetting(
+            "flk_agent_0123456789abcdefghijklmnopqrstuvwxyz".into(),
+        ));
+        let error = config.validate_for_serve().unwrap_err().to_string();
+        assert!(error.contains("looks like an agent key"), "{error}");
     }
 }
