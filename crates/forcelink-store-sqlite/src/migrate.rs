@@ -39,6 +39,14 @@ fn migrator() -> Migrator {
             include_str!("../migrations/0004_lost_rotations.sql").into_sql_str(),
             false,
         ),
+        // 0005 belongs to another change; migration versions need not be contiguous.
+        Migration::new(
+            6,
+            Cow::Borrowed("webhooks"),
+            MigrationType::Simple,
+            include_str!("../migrations/0006_webhooks.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -18,6 +18,7 @@ mod pending;
 mod rotation;
 mod sealed;
 mod state;
+mod webhooks;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -36,6 +37,7 @@ use pending::*;
 use rotation::*;
 use sealed::*;
 use state::*;
+use webhooks::*;
 
 /// A boxed check future.
 pub type CheckFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -102,6 +104,9 @@ pub fn checks() -> Vec<Check> {
         check!(idle_refresh_tokens_are_active_and_least_recently_used_first),
         check!(set_at_risk_level_reports_whether_it_changed),
         check!(count_by_state_counts_each_present_state),
+        check!(webhook_endpoints_are_saved_updated_in_place_listed_and_deleted),
+        check!(fan_out_queues_each_later_event_once_per_endpoint_that_wants_it),
+        check!(due_deliveries_are_claimed_exclusively_and_attempts_are_owner_checked),
     ]
 }
 
