@@ -138,12 +138,13 @@ pub(crate) async fn enqueue(
         .begin()
         .await
         .map_err(unavailable("enqueue_webhook_deliveries begin"))?;
-    let endpoints: Vec<(String, String, i64)> =
-        sqlx::query_as("SELECT id, event_kinds, cursor FROM webhook_endpoints ORDER BY id \
-             FOR UPDATE SKIP LOCKED")
-            .fetch_all(&mut *transaction)
-            .await
-            .map_err(unavailable("enqueue_webhook_deliveries endpoints"))?;
+    let endpoints: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT id, event_kinds, cursor FROM webhook_endpoints ORDER BY id \
+             FOR UPDATE SKIP LOCKED",
+    )
+    .fetch_all(&mut *transaction)
+    .await
+    .map_err(unavailable("enqueue_webhook_deliveries endpoints"))?;
     let mut report = Enqueued {
         deliveries: 0,
         caught_up: true,
@@ -163,7 +164,10 @@ pub(crate) async fn enqueue(
             report.caught_up = false;
         }
         let wanted: Vec<&str> = kinds.split_whitespace().collect();
-        for (event_id, kind) in events.iter().filter(|(_, kind)| wanted.contains(&kind.as_str())) {
+        for (event_id, kind) in events
+            .iter()
+            .filter(|(_, kind)| wanted.contains(&kind.as_str()))
+        {
             let inserted = sqlx::query(
                 "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_kind, state, \
                  attempts, next_attempt_at, created_at, updated_at) \

@@ -160,7 +160,10 @@ pub(crate) async fn enqueue(
             report.caught_up = false;
         }
         let wanted: Vec<&str> = kinds.split_whitespace().collect();
-        for (event_id, kind) in events.iter().filter(|(_, kind)| wanted.contains(&kind.as_str())) {
+        for (event_id, kind) in events
+            .iter()
+            .filter(|(_, kind)| wanted.contains(&kind.as_str()))
+        {
             let inserted = sqlx::query(
                 "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_kind, state, \
                  attempts, next_attempt_at, created_at, updated_at) \

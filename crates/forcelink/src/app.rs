@@ -1,6 +1,7 @@
 //! Wiring only: builds the store, the Salesforce client, the key ring and the broker from the
-//! config, and serves the router on a listener it is given (the bootstrap seam tests use with
-//! port 0). No business logic lives here.
+//! config (registering the config file's webhook endpoints), and serves the router on a
+//! listener it is given (the bootstrap seam tests use with port 0), with the background
+//! workers: sweeper, heartbeat, webhook delivery. No business logic lives here.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -182,6 +183,8 @@ pub async fn wire(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Wiri
         clock,
         broker_settings(config, &hosts),
     ));
+    // Before anything serves, so a configured endpoint receives every event from the start.
+    crate::webhooks::sync_config_endpoints(&config.webhooks, &broker).await?;
     Ok(Wiring { broker, hosts })
 }
 
@@ -194,6 +197,7 @@ pub struct RunningServer {
     task: JoinHandle<std::io::Result<()>>,
     sweeper: JoinHandle<()>,
     heartbeat: Option<JoinHandle<()>>,
+    webhooks: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -205,6 +209,9 @@ impl RunningServer {
         self.sweeper.abort();
         if let Some(heartbeat) = &self.heartbeat {
             heartbeat.abort();
+        }
+        if let Some(webhooks) = &self.webhooks {
+            webhooks.abort();
         }
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
@@ -247,6 +254,18 @@ pub fn serve(
                 .run_heartbeat(heartbeat_settings(config)),
         )
     });
+    let webhooks = if config.webhooks.enabled {
+        let settings = crate::webhooks::settings(&config.webhooks);
+        let sender = crate::webhooks::HttpWebhookSender::new(settings.request_timeout)?;
+        Some(tokio::spawn(
+            wiring
+                .broker
+                .clone()
+                .run_webhooks(Arc::new(sender), settings),
+        ))
+    } else {
+        None
+    };
     let (shutdown, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         axum::serve(listener, router)
@@ -262,6 +281,7 @@ pub fn serve(
         task,
         sweeper,
         heartbeat,
+        webhooks,
     })
 }
 

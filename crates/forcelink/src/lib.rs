@@ -12,3 +12,4 @@ pub mod doctor;
 pub mod hosts;
 pub mod http;
 pub mod telemetry;
+pub mod webhooks;

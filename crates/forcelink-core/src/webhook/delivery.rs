@@ -53,12 +53,11 @@ pub struct WebhookTickReport {
 /// `jitter` (drawn from [0.75, 1.25)), at most `max`.
 pub fn retry_delay(failed_attempts: u32, base: Duration, max: Duration, jitter: f64) -> Duration {
     let doublings = failed_attempts.saturating_sub(1).min(30);
-    let step = base
-        .checked_mul(1_i32 << doublings)
-        .unwrap_or(max)
-        .min(max);
+    let step = base.checked_mul(1_i32 << doublings).unwrap_or(max).min(max);
     let millis = (step.num_milliseconds() as f64 * jitter).round() as i64;
-    Duration::milliseconds(millis).min(max).max(Duration::zero())
+    Duration::milliseconds(millis)
+        .min(max)
+        .max(Duration::zero())
 }
 
 /// The JSON body of a message for an event (the Standard Webhooks `type/timestamp/data` form).
@@ -124,8 +123,12 @@ impl Broker {
             report.claimed += claimed.len() as u64;
             let mut tasks = Vec::with_capacity(claimed.len());
             for delivery in claimed {
-                let (broker, sender, settings, owner) =
-                    (self.clone(), sender.clone(), settings.clone(), owner.clone());
+                let (broker, sender, settings, owner) = (
+                    self.clone(),
+                    sender.clone(),
+                    settings.clone(),
+                    owner.clone(),
+                );
                 tasks.push(tokio::spawn(async move {
                     broker.deliver(&sender, delivery, &owner, &settings).await
                 }));
@@ -226,12 +229,18 @@ impl Broker {
             .finish_webhook_attempt(&delivery.id, owner, &write)
             .await?;
         match attempted {
-            Attempted::Delivered => tracing::debug!(delivery = %delivery.id, endpoint = %delivery.endpoint_id, kind = %delivery.event.kind, attempts, "webhook delivered"),
-            Attempted::Retried => tracing::info!(delivery = %delivery.id, endpoint = %delivery.endpoint_id, attempts, error = error.as_deref().unwrap_or(""), "webhook attempt failed; will retry"),
-            Attempted::Failed => tracing::warn!(delivery = %delivery.id, endpoint = %delivery.endpoint_id, attempts, error = error.as_deref().unwrap_or(""), "webhook delivery failed for good"),
+            Attempted::Delivered => {
+                tracing::debug!(delivery = %delivery.id, endpoint = %delivery.endpoint_id, kind = %delivery.event.kind, attempts, "webhook delivered")
+            }
+            Attempted::Retried => {
+                tracing::info!(delivery = %delivery.id, endpoint = %delivery.endpoint_id, attempts, error = error.as_deref().unwrap_or(""), "webhook attempt failed; will retry")
+            }
+            Attempted::Failed => {
+                tracing::warn!(delivery = %delivery.id, endpoint = %delivery.endpoint_id, attempts, error = error.as_deref().unwrap_or(""), "webhook delivery failed for good")
+            }
         }
         if !recorded {
-            tracing::warn!(delivery = %delivery.id, "a webhook attempt outlived its lease; the delivery may be sent again");
+            tracing::warn!(delivery = %delivery.id, "a webhook attempt was not recorded: its lease lapsed (it may be sent again) or its endpoint was deleted");
         }
         Ok(attempted)
     }

@@ -3,7 +3,8 @@
 //!
 //! A secret is sealed under the endpoint's own associated data before it reaches the store;
 //! the plaintext is handed back only once, to the creator of an API endpoint. Bad input is
-//! refused before anything is stored. This module must not log a secret.
+//! refused before anything is stored. This module must not log a secret, nor a whole url (a
+//! query string may carry a receiver's token): hosts only.
 
 use sha2::{Digest, Sha256};
 use url::Url;
@@ -81,6 +82,14 @@ pub fn validate_kinds(kinds: Option<&[String]>) -> Result<Vec<String>, WebhookEr
         .collect())
 }
 
+/// The host of an endpoint url, for logs: a query string may carry a receiver's token.
+fn host_of(url: &str) -> String {
+    Url::parse(url)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 /// The stable id of a config endpoint: derived from its url, so a restart finds it again.
 pub fn config_endpoint_id(url: &str) -> String {
     let digest = Sha256::digest(url.as_bytes());
@@ -107,7 +116,7 @@ impl Broker {
             now: self.clock.now(),
         };
         let endpoint = self.store.save_webhook_endpoint(&write).await?;
-        tracing::info!(endpoint = %endpoint.id, url = %endpoint.url, "webhook endpoint created");
+        tracing::info!(endpoint = %endpoint.id, host = %host_of(&endpoint.url), "webhook endpoint created");
         self.webhook_wake.notify_one();
         Ok(CreatedEndpoint { endpoint, secret })
     }
@@ -163,12 +172,12 @@ impl Broker {
                 now: self.clock.now(),
             };
             let saved = self.store.save_webhook_endpoint(&write).await?;
-            tracing::info!(endpoint = %saved.id, url = %saved.url, "webhook endpoint from the config registered");
+            tracing::info!(endpoint = %saved.id, host = %host_of(&saved.url), "webhook endpoint from the config registered");
         }
         for stored in self.store.webhook_endpoints().await? {
             if stored.source == EndpointSource::Config && !wanted.contains(&stored.id) {
                 self.store.delete_webhook_endpoint(&stored.id).await?;
-                tracing::info!(endpoint = %stored.id, url = %stored.url, "webhook endpoint left the config; removed");
+                tracing::info!(endpoint = %stored.id, host = %host_of(&stored.url), "webhook endpoint left the config; removed");
             }
         }
         Ok(())

@@ -8,6 +8,7 @@ pub mod error;
 pub mod health;
 pub mod metrics;
 mod page;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -40,6 +41,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/connections/{org_id}/token", post(api::token))
         .route("/v1/connections/{org_id}/attempts", get(api::attempts))
         .route("/v1/events", get(api::events))
+        .route(
+            "/v1/webhooks/endpoints",
+            get(webhooks::list_endpoints).post(webhooks::create_endpoint),
+        )
+        .route(
+            "/v1/webhooks/endpoints/{id}",
+            axum::routing::delete(webhooks::delete_endpoint),
+        )
+        .route("/v1/webhooks/deliveries", get(webhooks::deliveries))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))

@@ -14,3 +14,4 @@ mod process;
 mod refresh;
 mod rotation;
 mod tidy;
+mod webhooks;
