@@ -1,5 +1,6 @@
 //! Connect: start an authorization (PKCE S256, single-use state) and complete it at the
-//! callback (code exchange, signature check, org binding, store, revoke the replaced grant).
+//! callback (code exchange, signature check, org binding, store, revoke the replaced grant,
+//! record `connection.created` or `connection.reconnected`).
 //!
 //! A grant is stored only after every check passed; a failed callback stores nothing. The
 //! verifier never leaves the store unsealed and is never logged.
@@ -215,6 +216,19 @@ impl Broker {
         if let Some(old) = &saved.replaced {
             old_grant_revoke_failed = !self.revoke_replaced(&key, &saved.connection, old).await;
         }
+        let kind = if saved.replaced.is_some() {
+            "connection.reconnected"
+        } else {
+            "connection.created"
+        };
+        let detail = serde_json::json!({
+            "generation": saved.connection.generation,
+            "user_id": saved.connection.user_id.to_string(),
+            "username": saved.connection.username,
+            "instance_url": saved.connection.instance_url,
+            "old_grant_revoke_failed": old_grant_revoke_failed,
+        });
+        self.emit(kind, Some(&key), detail).await;
         tracing::info!(
             connection = %key,
             reconnected = saved.replaced.is_some(),

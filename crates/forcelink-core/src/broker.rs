@@ -1,7 +1,7 @@
 //! The broker: the use cases of forcelink over its ports, and the one error type they share.
 //!
 //! `Broker` holds the ports (store, Salesforce, clock) and the key ring; its methods live in
-//! `authorize`, `access`, `disconnect` and `rekey`. No IO of its own: every effect goes
+//! `authorize`, `access`, `disconnect`, `rekey`, `heartbeat` and `webhook`. No IO of its own: every effect goes
 //! through a port. Errors are named after what the caller must do.
 
 use std::collections::HashMap;
@@ -142,6 +142,8 @@ pub struct Broker {
     /// When a successful refresh should next look for an app incident to clear (unix seconds;
     /// 0 = now). Saves a store write per refresh while nothing is wrong.
     pub(crate) incident_check_at: std::sync::atomic::AtomicI64,
+    /// Poked when an event is recorded or an endpoint added, so the webhook worker runs now.
+    pub(crate) webhook_wake: tokio::sync::Notify,
 }
 
 impl Broker {
@@ -161,6 +163,7 @@ impl Broker {
             refresh_locks: Mutex::new(HashMap::new()),
             cache: Arc::new(TokenCache::default()),
             incident_check_at: std::sync::atomic::AtomicI64::new(0),
+            webhook_wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -244,8 +247,9 @@ impl Broker {
             context: key.map(|k| k.context.clone()),
             detail: detail.to_string(),
         };
-        if let Err(error) = self.store.record_event(&event).await {
-            tracing::error!(%error, kind, "recording an event failed");
+        match self.store.record_event(&event).await {
+            Ok(_) => self.webhook_wake.notify_one(),
+            Err(error) => tracing::error!(%error, kind, "recording an event failed"),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Disconnect: revoke a connection's grant at Salesforce, then remove it.
 //!
 //! The connection is removed only once Salesforce confirmed the revocation or said the token
-//! is already dead, so a failed call loses nothing and can be repeated.
+//! is already dead, so a failed call loses nothing and can be repeated. Then
+//! `connection.revoked` is recorded.
 
 use crate::broker::{Broker, BrokerError};
 use crate::connection::Connection;
@@ -35,6 +36,12 @@ impl Broker {
             .await?
             .ok_or_else(|| BrokerError::NotFound(key.clone()))?;
         self.cache.forget(key);
+        let detail = serde_json::json!({
+            "generation": removed.generation,
+            "user_id": removed.user_id.to_string(),
+            "username": removed.username,
+        });
+        self.emit("connection.revoked", Some(key), detail).await;
         tracing::info!(connection = %key, "connection revoked and removed");
         Ok(removed)
     }

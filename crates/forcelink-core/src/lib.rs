@@ -1,6 +1,7 @@
 //! forcelink's domain, use cases and ports. No IO: no sockets, files, databases or env.
 //!
-//! Adapters implement the ports (`Store`, `SalesforceOAuth`, `Clock`); the binary wires them.
+//! Adapters implement the ports (`Store`, `SalesforceOAuth`, `Clock`, `WebhookSender`); the
+//! binary wires them.
 
 pub mod access;
 pub mod agents;
@@ -23,6 +24,7 @@ pub mod schedule;
 pub mod secret;
 pub mod store;
 pub mod vault;
+pub mod webhook;
 
 pub use agents::{
     AgentDenied, AgentKey, AgentKeyError, AgentKeySpec, AgentKeys, AgentScope, Capability,
@@ -47,6 +49,6 @@ pub use secret::{
 pub use store::{
     AgentKeyStore, CommitOutcome, Event, EventFilter, GrantWrite, Incident, LeaseOutcome, NewEvent,
     PendingAuthorization, RefreshAttempt, RefreshWrite, RotationEnd, SavedGrant, SealedField,
-    SealedPage, SealedRef, SealedRow, SealedValue, Store, StoreError,
+    SealedPage, SealedRef, SealedRow, SealedValue, Store, StoreError, WebhookStore,
 };
 pub use vault::{KeyRing, Sealed, VaultError};

@@ -1,10 +1,13 @@
-//! Key rotation: re-seal every stored secret under the key ring's active key.
+//! Key rotation: re-seal every stored secret (tokens, PKCE verifiers, webhook endpoint
+//! secrets) under the key ring's active key.
 //!
 //! Each value is replaced with a compare-and-swap on its exact bytes, so a refresh that writes
 //! a row meanwhile is never overwritten; such a row is simply read again. Safe to run while
 //! servers keep serving, provided every server's ring holds both the old and the new key.
 
 use crate::broker::{Broker, BrokerError};
+use crate::store::{SealedField, SealedRef, SealedRow, SealedValue};
+use crate::vault::Sealed;
 
 /// What a rotation pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -30,41 +33,23 @@ pub struct RingHealth {
 const PAGE: u32 = 500;
 
 impl Broker {
-    /// Re-seals every value not yet under the active key.
+    /// Re-seals every value not yet under the active key: tokens, verifiers and webhook
+    /// endpoint secrets.
     pub async fn rekey(&self) -> Result<RekeyReport, BrokerError> {
         let mut report = RekeyReport::default();
         let mut cursor: Option<String> = None;
         loop {
             let page = self.store.sealed_values(cursor.as_deref(), PAGE).await?;
             for item in page.values {
-                report.examined += 1;
-                let mut current = item.value;
-                loop {
-                    if self.ring.is_current(&current) {
-                        report.already_current += 1;
-                        break;
-                    }
-                    let aad = item.reference.aad();
-                    let resealed = self.ring.reseal(&current, &aad)?;
-                    if self
-                        .store
-                        .replace_sealed(&item.reference, &current, &resealed)
-                        .await?
-                    {
-                        report.resealed += 1;
-                        break;
-                    }
-                    report.retried += 1;
-                    match self.reread(&item.reference).await? {
-                        Some(newer) => current = newer,
-                        None => break,
-                    }
-                }
+                self.rekey_value(item, &mut report).await?;
             }
             match page.next {
                 Some(next) => cursor = Some(next),
                 None => break,
             }
+        }
+        for item in self.webhook_secrets().await? {
+            self.rekey_value(item, &mut report).await?;
         }
         tracing::info!(
             ?report,
@@ -74,13 +59,66 @@ impl Broker {
         Ok(report)
     }
 
-    async fn reread(
+    async fn rekey_value(
         &self,
-        reference: &crate::store::SealedRef,
-    ) -> Result<Option<crate::vault::Sealed>, BrokerError> {
-        use crate::store::{SealedField, SealedRow};
-        let SealedRow::Connection(key) = &reference.row else {
-            return Ok(None);
+        item: SealedValue,
+        report: &mut RekeyReport,
+    ) -> Result<(), BrokerError> {
+        report.examined += 1;
+        let mut current = item.value;
+        loop {
+            if self.ring.is_current(&current) {
+                report.already_current += 1;
+                return Ok(());
+            }
+            let aad = item.reference.aad();
+            let resealed = self.ring.reseal(&current, &aad)?;
+            let replaced = match &item.reference.row {
+                SealedRow::WebhookEndpoint(id) => {
+                    self.store
+                        .replace_webhook_secret(id, &current, &resealed)
+                        .await?
+                }
+                _ => {
+                    self.store
+                        .replace_sealed(&item.reference, &current, &resealed)
+                        .await?
+                }
+            };
+            if replaced {
+                report.resealed += 1;
+                return Ok(());
+            }
+            report.retried += 1;
+            match self.reread(&item.reference).await? {
+                Some(newer) => current = newer,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Every webhook endpoint's sealed secret (endpoints are few: one read).
+    async fn webhook_secrets(&self) -> Result<Vec<SealedValue>, BrokerError> {
+        Ok(self
+            .store
+            .webhook_endpoints()
+            .await?
+            .into_iter()
+            .map(|endpoint| SealedValue {
+                reference: SealedRef::webhook_secret(&endpoint.id),
+                value: endpoint.secret,
+            })
+            .collect())
+    }
+
+    async fn reread(&self, reference: &SealedRef) -> Result<Option<Sealed>, BrokerError> {
+        let key = match &reference.row {
+            SealedRow::Connection(key) => key,
+            SealedRow::WebhookEndpoint(id) => {
+                let endpoint = self.store.webhook_endpoint(id).await?;
+                return Ok(endpoint.map(|endpoint| endpoint.secret));
+            }
+            SealedRow::Pending(_) => return Ok(None),
         };
         let Some(connection) = self.store.connection(key).await? else {
             return Ok(None);
@@ -88,7 +126,7 @@ impl Broker {
         Ok(match reference.field {
             SealedField::AccessToken => Some(connection.tokens.access_token),
             SealedField::RefreshToken => connection.tokens.refresh_token,
-            SealedField::PkceVerifier => None,
+            SealedField::PkceVerifier | SealedField::WebhookSecret => None,
         })
     }
 
@@ -99,18 +137,25 @@ impl Broker {
         loop {
             let page = self.store.sealed_values(cursor.as_deref(), PAGE).await?;
             for item in page.values {
-                health.examined += 1;
-                match self.ring.open(&item.value, &item.reference.aad()) {
-                    Ok(_) if self.ring.is_current(&item.value) => health.current += 1,
-                    Ok(_) => health.old_key += 1,
-                    Err(_) => health.unopenable += 1,
-                }
+                self.check_value(&item, &mut health);
             }
             match page.next {
                 Some(next) => cursor = Some(next),
                 None => break,
             }
         }
+        for item in self.webhook_secrets().await? {
+            self.check_value(&item, &mut health);
+        }
         Ok(health)
+    }
+
+    fn check_value(&self, item: &SealedValue, health: &mut RingHealth) {
+        health.examined += 1;
+        match self.ring.open(&item.value, &item.reference.aad()) {
+            Ok(_) if self.ring.is_current(&item.value) => health.current += 1,
+            Ok(_) => health.old_key += 1,
+            Err(_) => health.unopenable += 1,
+        }
     }
 }

@@ -21,9 +21,14 @@ pub mod agents;
 #[cfg(feature = "test-support")]
 pub mod conformance;
 pub mod cursor;
+pub mod webhooks;
 
 pub use agents::AgentKeyStore;
 pub use cursor::SealedCursor;
+pub use webhooks::{
+    AttemptWrite, ClaimedDelivery, DeliveryAttempt, DeliveryFilter, DeliveryNext, DeliveryState,
+    EndpointSource, EndpointWrite, Enqueued, WebhookDelivery, WebhookEndpoint, WebhookStore,
+};
 
 /// A storage failure, named after what the caller can do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -149,7 +154,7 @@ pub struct RefreshAttempt {
     pub recovery: bool,
 }
 
-/// Something that happened, for people and machines (webhooks later read these in order).
+/// Something that happened, for people and machines (webhooks read these in id order).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
     pub at: DateTime<Utc>,
@@ -196,6 +201,8 @@ pub enum SealedField {
     AccessToken,
     RefreshToken,
     PkceVerifier,
+    /// A webhook endpoint's signing secret.
+    WebhookSecret,
 }
 
 impl SealedField {
@@ -204,6 +211,7 @@ impl SealedField {
             Self::AccessToken => "access_token",
             Self::RefreshToken => "refresh_token",
             Self::PkceVerifier => "pkce_verifier",
+            Self::WebhookSecret => "secret",
         }
     }
 }
@@ -214,6 +222,8 @@ pub enum SealedRow {
     Connection(ConnectionKey),
     /// A pending authorization, by its state hash.
     Pending(String),
+    /// A webhook endpoint, by its id.
+    WebhookEndpoint(String),
 }
 
 /// The address of one sealed value; its associated data is derived from it.
@@ -236,6 +246,12 @@ impl SealedRef {
             field: SealedField::PkceVerifier,
         }
     }
+    pub fn webhook_secret(endpoint_id: &str) -> Self {
+        Self {
+            row: SealedRow::WebhookEndpoint(endpoint_id.to_string()),
+            field: SealedField::WebhookSecret,
+        }
+    }
     /// The associated data that binds a sealed value to this row and column.
     pub fn aad(&self) -> Vec<u8> {
         match &self.row {
@@ -248,6 +264,9 @@ impl SealedRef {
                 )
             }
             SealedRow::Pending(hash) => format!("pending/{hash}/{}", self.field.as_str()),
+            SealedRow::WebhookEndpoint(id) => {
+                format!("webhook_endpoint/{id}/{}", self.field.as_str())
+            }
         }
         .into_bytes()
     }
@@ -267,9 +286,10 @@ pub struct SealedPage {
     pub next: Option<String>,
 }
 
-/// Durable storage of connections and pending authorizations.
+/// Durable storage of connections and pending authorizations (and, through `WebhookStore`,
+/// webhook endpoints and their outbox).
 #[async_trait]
-pub trait Store: AgentKeyStore + Send + Sync + fmt::Debug + 'static {
+pub trait Store: AgentKeyStore + WebhookStore + Send + Sync + fmt::Debug + 'static {
     /// Reachable, and the schema is current.
     async fn ping(&self) -> Result<(), StoreError>;
 

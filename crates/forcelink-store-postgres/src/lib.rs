@@ -17,6 +17,7 @@ mod pending;
 mod rotation;
 mod rows;
 mod sealed;
+mod webhooks;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

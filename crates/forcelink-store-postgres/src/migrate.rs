@@ -46,6 +46,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/0005_agent_keys.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            6,
+            Cow::Borrowed("webhooks"),
+            MigrationType::Simple,
+            include_str!("../migrations/0006_webhooks.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -17,6 +17,7 @@ mod pending;
 mod rotation;
 mod rows;
 mod sealed;
+mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -113,7 +113,7 @@ pub(crate) async fn page(
 fn connection_key(reference: &SealedRef) -> Option<&ConnectionKey> {
     match &reference.row {
         SealedRow::Connection(key) => Some(key),
-        SealedRow::Pending(_) => None,
+        SealedRow::Pending(_) | SealedRow::WebhookEndpoint(_) => None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Wiring only: builds the store, the Salesforce client, the key ring and the broker from the
-//! config, and serves the router on a listener it is given (the bootstrap seam tests use with
-//! port 0). No business logic lives here.
+//! config (registering the config file's webhook endpoints), and serves the router on a
+//! listener it is given (the bootstrap seam tests use with port 0), with the background
+//! workers: sweeper, heartbeat, webhook delivery. No business logic lives here.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -189,6 +190,8 @@ pub async fn wire(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Wiri
         clock,
         broker_settings(config, &hosts),
     ));
+    // Before anything serves, so a configured endpoint receives every event from the start.
+    crate::webhooks::sync_config_endpoints(&config.webhooks, &broker).await?;
     Ok(Wiring {
         broker,
         hosts,
@@ -206,6 +209,7 @@ pub struct RunningServer {
     sweeper: JoinHandle<()>,
     heartbeat: Option<JoinHandle<()>>,
     tls: bool,
+    webhooks: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -218,6 +222,9 @@ impl RunningServer {
         self.sweeper.abort();
         if let Some(heartbeat) = &self.heartbeat {
             heartbeat.abort();
+        }
+        if let Some(webhooks) = &self.webhooks {
+            webhooks.abort();
         }
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
@@ -264,6 +271,18 @@ pub fn serve(
     });
     let tls = tls_config(config)?;
     let serves_tls = tls.is_some();
+    let webhooks = if config.webhooks.enabled {
+        let settings = crate::webhooks::settings(&config.webhooks);
+        let sender = crate::webhooks::HttpWebhookSender::new(settings.request_timeout)?;
+        Some(tokio::spawn(
+            wiring
+                .broker
+                .clone()
+                .run_webhooks(Arc::new(sender), settings),
+        ))
+    } else {
+        None
+    };
     let (shutdown, stopped) = oneshot::channel::<()>();
     let task = match tls {
         Some(tls) => {
@@ -293,6 +312,7 @@ pub fn serve(
         sweeper,
         heartbeat,
         tls: serves_tls,
+        webhooks,
     })
 }
 

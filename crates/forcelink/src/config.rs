@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
+mod webhooks;
+
+pub use webhooks::{WebhookEndpointConfig, WebhooksConfig};
+
 /// A secret setting: redacted in Debug and Serialize.
 #[derive(Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -41,6 +45,7 @@ pub struct Config {
     pub egress: EgressConfig,
     pub agents: AgentsConfig,
     pub proxy: ProxyConfig,
+    pub webhooks: WebhooksConfig,
 }
 
 /// Agent keys (`forcelink agents create`): how they are checked.
@@ -351,6 +356,7 @@ impl Config {
         self.validate_keys()?;
         self.validate_refresh()?;
         self.validate_heartbeat()?;
+        self.webhooks.validate()?;
         url::Url::parse(&self.server.public_url).map_err(|_| {
             anyhow!("server.public_url {:?} is not a URL: set it to the address Salesforce redirects back to", self.server.public_url)
         })?;
@@ -461,6 +467,17 @@ fn resolve_files(table: &toml::Table) -> anyhow::Result<toml::Table> {
             toml::Value::Table(inner) => {
                 out.insert(key.clone(), toml::Value::Table(resolve_files(inner)?));
             }
+            // Arrays of tables (`[[webhooks.endpoints]]`) may hold `x_file` settings too.
+            toml::Value::Array(items) => {
+                let resolved = items
+                    .iter()
+                    .map(|item| match item {
+                        toml::Value::Table(inner) => resolve_files(inner).map(toml::Value::Table),
+                        other => Ok(other.clone()),
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                out.insert(key.clone(), toml::Value::Array(resolved));
+            }
             toml::Value::String(path) if key.ends_with("_file") => {
                 let secret = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read {key} {path}"))?;
@@ -544,6 +561,29 @@ mod tests {
         );
         let shown = format!("{config:?} {}", toml::to_string(&config).unwrap());
         assert!(!shown.contains("super-secret"), "{shown}");
+    }
+
+    #[test]
+    fn webhook_endpoint_secrets_are_read_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("hook_secret");
+        let value = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        std::fs::write(&secret, format!("{value}\n")).unwrap();
+        let file = dir.path().join("forcelink.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[[webhooks.endpoints]]\nurl = \"https://hooks.example.com/a\"\n\
+                 secret_file = \"{}\"\nevents = [\"connection.created\"]\n",
+                secret.display()
+            ),
+        )
+        .unwrap();
+        let config = Config::load_from(Some(&file), &[]).unwrap();
+        config.webhooks.validate().unwrap();
+        let endpoint = &config.webhooks.endpoints[0];
+        assert_eq!(endpoint.secret.as_ref().unwrap().0, value);
+        assert_eq!(config.webhooks.max_attempts, 12);
     }
 
     #[test]

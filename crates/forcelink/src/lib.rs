@@ -13,3 +13,4 @@ pub mod hosts;
 pub mod http;
 pub mod telemetry;
 pub mod tls;
+pub mod webhooks;

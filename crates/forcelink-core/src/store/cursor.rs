@@ -49,6 +49,8 @@ impl SealedCursor {
     pub fn after(reference: &SealedRef) -> String {
         match &reference.row {
             SealedRow::Pending(hash) => format!("pending/{hash}"),
+            // Not paged by `sealed_values` (see `WebhookStore`); named for completeness.
+            SealedRow::WebhookEndpoint(id) => format!("webhook_endpoint/{id}"),
             SealedRow::Connection(key) => {
                 format!(
                     "connection/{}/{}/{}",

@@ -150,18 +150,19 @@ async fn opening_twice_runs_migrations_once_and_keeps_data() {
         .fetch_one(&mut raw)
         .await
         .unwrap();
-    let shipped = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+    // Counted from the files, so adding a migration does not touch this test.
+    let files = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations"))
         .unwrap()
         .filter(|entry| {
             entry
                 .as_ref()
-                .is_ok_and(|entry| entry.file_name().to_string_lossy().ends_with(".sql"))
+                .is_ok_and(|entry| entry.path().extension().is_some_and(|ext| ext == "sql"))
         })
         .count();
     assert_eq!(
-        usize::try_from(applied).unwrap(),
-        shipped,
-        "each shipped migration applied exactly once"
+        applied,
+        i64::try_from(files).unwrap(),
+        "each migration applied exactly once"
     );
 }
 

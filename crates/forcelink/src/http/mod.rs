@@ -9,6 +9,7 @@ pub mod health;
 pub mod metrics;
 mod page;
 pub mod proxy;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -52,6 +53,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", get(api::events))
         .route("/v1/agents", get(api::agents_list).post(api::agents_create))
         .route("/v1/agents/{name_or_id}", delete(api::agents_revoke))
+        .route(
+            "/v1/webhooks/endpoints",
+            get(webhooks::list_endpoints).post(webhooks::create_endpoint),
+        )
+        .route(
+            "/v1/webhooks/endpoints/{id}",
+            axum::routing::delete(webhooks::delete_endpoint),
+        )
+        .route("/v1/webhooks/deliveries", get(webhooks::deliveries))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))

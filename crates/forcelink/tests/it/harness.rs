@@ -344,8 +344,24 @@ impl TestApp {
         .1
     }
 
-    /// The kinds of the events recorded for an org, oldest first.
+    /// The kinds of the events recorded for an org, oldest first, leaving out the lifecycle
+    /// events every connect, reconnect and revoke records (`connection.created`,
+    /// `connection.reconnected`, `connection.revoked`): what went wrong or right with a grant.
     pub async fn event_kinds(&self, org_id: &str) -> Vec<String> {
+        let lifecycle = [
+            "connection.created",
+            "connection.reconnected",
+            "connection.revoked",
+        ];
+        self.all_event_kinds(org_id)
+            .await
+            .into_iter()
+            .filter(|kind| !lifecycle.contains(&kind.as_str()))
+            .collect()
+    }
+
+    /// The kinds of every event recorded for an org, oldest first.
+    pub async fn all_event_kinds(&self, org_id: &str) -> Vec<String> {
         let (status, body) = self
             .api(
                 reqwest::Method::GET,

@@ -136,6 +136,7 @@ async fn at_risk_events_are_raised_once_at_seven_three_and_one_days() {
         .as_array()
         .unwrap()
         .iter()
+        .filter(|e| e["kind"] == "connection.at_risk")
         .map(|e| e["detail"]["days_left"].as_i64().unwrap())
         .collect();
     assert_eq!(days, vec![7, 3, 1]);

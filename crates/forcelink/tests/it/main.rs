@@ -16,3 +16,4 @@ mod proxy;
 mod refresh;
 mod rotation;
 mod tidy;
+mod webhooks;

@@ -19,6 +19,7 @@ mod pending;
 mod rotation;
 mod sealed;
 mod state;
+mod webhooks;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -38,6 +39,7 @@ use pending::*;
 use rotation::*;
 use sealed::*;
 use state::*;
+use webhooks::*;
 
 /// A boxed check future.
 pub type CheckFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -107,6 +109,9 @@ pub fn checks() -> Vec<Check> {
         check!(agent_keys_round_trip_and_names_are_unique),
         check!(revoking_an_agent_key_by_name_or_id_keeps_the_first_time),
         check!(touching_an_agent_key_never_moves_last_use_back),
+        check!(webhook_endpoints_are_saved_updated_in_place_listed_and_deleted),
+        check!(fan_out_queues_each_later_event_once_per_endpoint_that_wants_it),
+        check!(due_deliveries_are_claimed_exclusively_and_attempts_are_owner_checked),
     ]
 }
 

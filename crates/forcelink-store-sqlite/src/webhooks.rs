@@ -1,0 +1,471 @@
+//! Webhook endpoints, the outbox of deliveries and the delivery log on SQLite.
+//!
+//! The fan-out reads events after each endpoint's cursor and inserts the deliveries and the
+//! new cursor in one `BEGIN IMMEDIATE` transaction (SQLite's single writer also makes event ids
+//! visible in order), so a crash leaves either both or neither. A claim is one
+//! `UPDATE … WHERE id IN (SELECT … LIMIT) RETURNING` statement; finishing an attempt checks the
+//! claim's owner and records the attempt in the same transaction. Times are bound from the
+//! caller; sealed secrets are moved as bytes, never opened.
+
+use chrono::{DateTime, Utc};
+use forcelink_core::store::{
+    AttemptWrite, ClaimedDelivery, DeliveryAttempt, DeliveryFilter, DeliveryNext, DeliveryState,
+    EndpointSource, EndpointWrite, Enqueued, WebhookDelivery, WebhookEndpoint,
+};
+use forcelink_core::{Event, OrgId, Sealed, StoreError};
+use sqlx::SqlitePool;
+use sqlx::sqlite::SqliteRow;
+
+use crate::rows::{self, corrupt, micros, unavailable};
+
+const ENDPOINT_COLUMNS: &str =
+    "id, url, event_kinds, secret, source, created_at, updated_at, cursor";
+const DEFAULT_LIMIT: u32 = 100;
+
+fn endpoint(row: &SqliteRow) -> Result<WebhookEndpoint, StoreError> {
+    let source: String = rows::get(row, "source")?;
+    let kinds: String = rows::get(row, "event_kinds")?;
+    let secret: Vec<u8> =
+        sqlx::Row::try_get(row, "secret").map_err(|_| corrupt("secret", "not a blob"))?;
+    Ok(WebhookEndpoint {
+        id: rows::get(row, "id")?,
+        url: rows::get(row, "url")?,
+        event_kinds: kinds.split_whitespace().map(str::to_string).collect(),
+        secret: Sealed::from_stored(secret),
+        source: EndpointSource::parse(&source)
+            .ok_or_else(|| corrupt("source", "unknown source"))?,
+        created_at: rows::time(row, "created_at")?,
+        updated_at: rows::time(row, "updated_at")?,
+        cursor: rows::get(row, "cursor")?,
+    })
+}
+
+pub(crate) async fn save_endpoint(
+    pool: &SqlitePool,
+    write: &EndpointWrite,
+) -> Result<WebhookEndpoint, StoreError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, (SELECT COALESCE(MAX(id), 0) FROM events)) \
+         ON CONFLICT (id) DO UPDATE SET url = excluded.url, event_kinds = excluded.event_kinds, \
+         secret = excluded.secret, source = excluded.source, updated_at = excluded.updated_at \
+         RETURNING {ENDPOINT_COLUMNS}"
+    )))
+    .bind(&write.id)
+    .bind(&write.url)
+    .bind(write.event_kinds.join(" "))
+    .bind(write.secret.as_bytes())
+    .bind(write.source.as_str())
+    .bind(micros(write.now))
+    .fetch_one(pool)
+    .await
+    .map_err(unavailable("save_webhook_endpoint"))?;
+    endpoint(&row)
+}
+
+pub(crate) async fn endpoints(pool: &SqlitePool) -> Result<Vec<WebhookEndpoint>, StoreError> {
+    let found = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints ORDER BY created_at, id"
+    )))
+    .fetch_all(pool)
+    .await
+    .map_err(unavailable("webhook_endpoints"))?;
+    found.iter().map(endpoint).collect()
+}
+
+pub(crate) async fn find_endpoint(
+    pool: &SqlitePool,
+    id: &str,
+) -> Result<Option<WebhookEndpoint>, StoreError> {
+    let found = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = ?1"
+    )))
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+    .map_err(unavailable("webhook_endpoint"))?;
+    found.as_ref().map(endpoint).transpose()
+}
+
+pub(crate) async fn delete_endpoint(pool: &SqlitePool, id: &str) -> Result<bool, StoreError> {
+    let done = sqlx::query("DELETE FROM webhook_endpoints WHERE id = ?1")
+        .bind(id)
+        .execute(pool)
+        .await
+        .map_err(unavailable("delete_webhook_endpoint"))?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub(crate) async fn replace_secret(
+    pool: &SqlitePool,
+    id: &str,
+    expected: &Sealed,
+    replacement: &Sealed,
+) -> Result<bool, StoreError> {
+    let done =
+        sqlx::query("UPDATE webhook_endpoints SET secret = ?2 WHERE id = ?1 AND secret = ?3")
+            .bind(id)
+            .bind(replacement.as_bytes())
+            .bind(expected.as_bytes())
+            .execute(pool)
+            .await
+            .map_err(unavailable("replace_webhook_secret"))?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub(crate) async fn enqueue(
+    pool: &SqlitePool,
+    now: DateTime<Utc>,
+    batch: u32,
+) -> Result<Enqueued, StoreError> {
+    // Most passes find nothing new: answer those without taking the write lock.
+    let behind: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM webhook_endpoints w \
+         WHERE EXISTS (SELECT 1 FROM events e WHERE e.id > w.cursor) LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await
+    .map_err(unavailable("enqueue_webhook_deliveries check"))?;
+    if behind.is_none() {
+        return Ok(Enqueued {
+            deliveries: 0,
+            caught_up: true,
+        });
+    }
+    let mut transaction = pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(unavailable("enqueue_webhook_deliveries begin"))?;
+    let endpoints: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT id, event_kinds, cursor FROM webhook_endpoints ORDER BY id")
+            .fetch_all(&mut *transaction)
+            .await
+            .map_err(unavailable("enqueue_webhook_deliveries endpoints"))?;
+    let mut report = Enqueued {
+        deliveries: 0,
+        caught_up: true,
+    };
+    for (endpoint_id, kinds, cursor) in endpoints {
+        let events: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, kind FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")
+                .bind(cursor)
+                .bind(i64::from(batch))
+                .fetch_all(&mut *transaction)
+                .await
+                .map_err(unavailable("enqueue_webhook_deliveries events"))?;
+        let Some(last) = events.last().map(|(id, _)| *id) else {
+            continue;
+        };
+        if events.len() as u64 >= u64::from(batch) {
+            report.caught_up = false;
+        }
+        let wanted: Vec<&str> = kinds.split_whitespace().collect();
+        for (event_id, kind) in events
+            .iter()
+            .filter(|(_, kind)| wanted.contains(&kind.as_str()))
+        {
+            let inserted = sqlx::query(
+                "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_kind, state, \
+                 attempts, next_attempt_at, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?5) \
+                 ON CONFLICT (endpoint_id, event_id) DO NOTHING",
+            )
+            .bind(format!("msg_{}", uuid::Uuid::new_v4().simple()))
+            .bind(&endpoint_id)
+            .bind(event_id)
+            .bind(kind)
+            .bind(micros(now))
+            .execute(&mut *transaction)
+            .await
+            .map_err(unavailable("enqueue_webhook_deliveries insert"))?;
+            report.deliveries += inserted.rows_affected();
+        }
+        sqlx::query("UPDATE webhook_endpoints SET cursor = ?2 WHERE id = ?1 AND cursor < ?2")
+            .bind(&endpoint_id)
+            .bind(last)
+            .execute(&mut *transaction)
+            .await
+            .map_err(unavailable("enqueue_webhook_deliveries cursor"))?;
+    }
+    transaction
+        .commit()
+        .await
+        .map_err(unavailable("enqueue_webhook_deliveries commit"))?;
+    Ok(report)
+}
+
+pub(crate) async fn claim(
+    pool: &SqlitePool,
+    owner: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<ClaimedDelivery>, StoreError> {
+    let claimed = sqlx::query(
+        "UPDATE webhook_deliveries SET lease_owner = ?1, lease_until = ?3 \
+         WHERE id IN (SELECT id FROM webhook_deliveries \
+         WHERE state = 'pending' AND next_attempt_at <= ?2 \
+         AND (lease_owner IS NULL OR lease_until <= ?2) ORDER BY event_id, id LIMIT ?4)",
+    )
+    .bind(owner)
+    .bind(micros(now))
+    .bind(micros(lease_until))
+    .bind(i64::from(limit))
+    .execute(pool)
+    .await
+    .map_err(unavailable("claim_webhook_deliveries"))?;
+    if claimed.rows_affected() == 0 {
+        return Ok(Vec::new());
+    }
+    // The owner is unique to this claim, so it names exactly the rows just leased.
+    let found = sqlx::query(
+        "SELECT d.id AS delivery_id, d.endpoint_id, d.attempts, w.url, w.secret, \
+         e.id AS event_id, e.at, e.kind, e.org_id, e.context, e.detail \
+         FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id \
+         JOIN events e ON e.id = d.event_id \
+         WHERE d.lease_owner = ?1 AND d.state = 'pending' ORDER BY d.event_id, d.id",
+    )
+    .bind(owner)
+    .fetch_all(pool)
+    .await
+    .map_err(unavailable("claim_webhook_deliveries read"))?;
+    found.iter().map(claimed_delivery).collect()
+}
+
+fn claimed_delivery(row: &SqliteRow) -> Result<ClaimedDelivery, StoreError> {
+    let secret: Vec<u8> =
+        sqlx::Row::try_get(row, "secret").map_err(|_| corrupt("secret", "not a blob"))?;
+    let org_id = rows::get::<Option<String>>(row, "org_id")?
+        .map(|text| OrgId::parse(&text).map_err(|error| corrupt("org_id", &error.to_string())))
+        .transpose()?;
+    let context = match rows::get::<Option<String>>(row, "context")? {
+        Some(_) => Some(rows::context(row, "context")?),
+        None => None,
+    };
+    Ok(ClaimedDelivery {
+        id: rows::get(row, "delivery_id")?,
+        endpoint_id: rows::get(row, "endpoint_id")?,
+        url: rows::get(row, "url")?,
+        secret: Sealed::from_stored(secret),
+        event: Event {
+            id: rows::get(row, "event_id")?,
+            at: rows::time(row, "at")?,
+            kind: rows::get(row, "kind")?,
+            org_id,
+            context,
+            detail: rows::get(row, "detail")?,
+        },
+        attempts: count(row, "attempts")?,
+    })
+}
+
+fn count(row: &SqliteRow, column: &'static str) -> Result<u32, StoreError> {
+    u32::try_from(rows::get::<i64>(row, column)?).map_err(|_| corrupt(column, "out of range"))
+}
+
+fn status(row: &SqliteRow, column: &'static str) -> Result<Option<u16>, StoreError> {
+    rows::get::<Option<i64>>(row, column)?
+        .map(|code| u16::try_from(code).map_err(|_| corrupt(column, "not an http status")))
+        .transpose()
+}
+
+pub(crate) async fn finish(
+    pool: &SqlitePool,
+    delivery_id: &str,
+    owner: &str,
+    attempt: &AttemptWrite,
+) -> Result<bool, StoreError> {
+    let (state, next_at) = match attempt.next {
+        DeliveryNext::Delivered => (DeliveryState::Delivered, None),
+        DeliveryNext::RetryAt(at) => (DeliveryState::Pending, Some(micros(at))),
+        DeliveryNext::Failed => (DeliveryState::Failed, None),
+    };
+    let mut transaction = pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(unavailable("finish_webhook_attempt begin"))?;
+    let number: Option<i64> = sqlx::query_scalar(
+        "UPDATE webhook_deliveries SET attempts = attempts + 1, state = ?3, \
+         next_attempt_at = ?4, lease_owner = NULL, lease_until = NULL, last_status_code = ?5, \
+         last_error = ?6, updated_at = ?7 \
+         WHERE id = ?1 AND lease_owner = ?2 AND state = 'pending' RETURNING attempts",
+    )
+    .bind(delivery_id)
+    .bind(owner)
+    .bind(state.as_str())
+    .bind(next_at)
+    .bind(attempt.status_code.map(i64::from))
+    .bind(&attempt.error)
+    .bind(micros(attempt.at))
+    .fetch_optional(&mut *transaction)
+    .await
+    .map_err(unavailable("finish_webhook_attempt"))?;
+    let Some(number) = number else {
+        return Ok(false);
+    };
+    sqlx::query(
+        "INSERT INTO webhook_attempts (delivery_id, number, at, status_code, error, latency_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .bind(delivery_id)
+    .bind(number)
+    .bind(micros(attempt.at))
+    .bind(attempt.status_code.map(i64::from))
+    .bind(&attempt.error)
+    .bind(attempt.latency_ms)
+    .execute(&mut *transaction)
+    .await
+    .map_err(unavailable("finish_webhook_attempt record"))?;
+    transaction
+        .commit()
+        .await
+        .map_err(unavailable("finish_webhook_attempt commit"))?;
+    Ok(true)
+}
+
+/// The filter of the delivery log, with `?1`…`?5` bound by `bind_filter`.
+const FILTERED: &str = "SELECT id FROM webhook_deliveries \
+     WHERE (?1 IS NULL OR endpoint_id = ?1) AND (?2 IS NULL OR event_kind = ?2) \
+     AND (?3 IS NULL OR event_id = ?3) AND (?4 IS NULL OR state = ?4) \
+     ORDER BY event_id DESC, endpoint_id LIMIT ?5";
+
+pub(crate) async fn deliveries(
+    pool: &SqlitePool,
+    filter: &DeliveryFilter,
+) -> Result<Vec<WebhookDelivery>, StoreError> {
+    let limit = i64::from(if filter.limit == 0 {
+        DEFAULT_LIMIT
+    } else {
+        filter.limit
+    });
+    let state = filter.state.map(DeliveryState::as_str);
+    let found = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT id, endpoint_id, event_id, event_kind, state, attempts, next_attempt_at, \
+         last_status_code, last_error, created_at, updated_at FROM webhook_deliveries \
+         WHERE id IN ({FILTERED}) ORDER BY event_id DESC, endpoint_id"
+    )))
+    .bind(filter.endpoint_id.as_deref())
+    .bind(filter.event_kind.as_deref())
+    .bind(filter.event_id)
+    .bind(state)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+    .map_err(unavailable("webhook_deliveries"))?;
+    let attempts = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT delivery_id, number, at, status_code, error, latency_ms FROM webhook_attempts \
+         WHERE delivery_id IN ({FILTERED}) ORDER BY delivery_id, number"
+    )))
+    .bind(filter.endpoint_id.as_deref())
+    .bind(filter.event_kind.as_deref())
+    .bind(filter.event_id)
+    .bind(state)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+    .map_err(unavailable("webhook_deliveries attempts"))?;
+    let mut log: Vec<(String, DeliveryAttempt)> = Vec::with_capacity(attempts.len());
+    for row in &attempts {
+        log.push((
+            rows::get(row, "delivery_id")?,
+            DeliveryAttempt {
+                number: count(row, "number")?,
+                at: rows::time(row, "at")?,
+                status_code: status(row, "status_code")?,
+                error: rows::get(row, "error")?,
+                latency_ms: rows::get(row, "latency_ms")?,
+            },
+        ));
+    }
+    found
+        .iter()
+        .map(|row| {
+            let id: String = rows::get(row, "id")?;
+            let state: String = rows::get(row, "state")?;
+            Ok(WebhookDelivery {
+                attempt_log: log
+                    .iter()
+                    .filter(|(delivery, _)| *delivery == id)
+                    .map(|(_, attempt)| attempt.clone())
+                    .collect(),
+                id,
+                endpoint_id: rows::get(row, "endpoint_id")?,
+                event_id: rows::get(row, "event_id")?,
+                event_kind: rows::get(row, "event_kind")?,
+                state: DeliveryState::parse(&state)
+                    .ok_or_else(|| corrupt("state", "unknown delivery state"))?,
+                attempts: count(row, "attempts")?,
+                next_attempt_at: rows::optional_time(row, "next_attempt_at")?,
+                last_status_code: status(row, "last_status_code")?,
+                last_error: rows::get(row, "last_error")?,
+                created_at: rows::time(row, "created_at")?,
+                updated_at: rows::time(row, "updated_at")?,
+            })
+        })
+        .collect()
+}
+
+#[async_trait::async_trait]
+impl forcelink_core::WebhookStore for crate::SqliteStore {
+    async fn save_webhook_endpoint(
+        &self,
+        write: &EndpointWrite,
+    ) -> Result<WebhookEndpoint, StoreError> {
+        save_endpoint(self.pool(), write).await
+    }
+
+    async fn webhook_endpoints(&self) -> Result<Vec<WebhookEndpoint>, StoreError> {
+        endpoints(self.pool()).await
+    }
+
+    async fn webhook_endpoint(&self, id: &str) -> Result<Option<WebhookEndpoint>, StoreError> {
+        find_endpoint(self.pool(), id).await
+    }
+
+    async fn delete_webhook_endpoint(&self, id: &str) -> Result<bool, StoreError> {
+        delete_endpoint(self.pool(), id).await
+    }
+
+    async fn replace_webhook_secret(
+        &self,
+        id: &str,
+        expected: &Sealed,
+        replacement: &Sealed,
+    ) -> Result<bool, StoreError> {
+        replace_secret(self.pool(), id, expected, replacement).await
+    }
+
+    async fn enqueue_webhook_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        batch: u32,
+    ) -> Result<Enqueued, StoreError> {
+        enqueue(self.pool(), now, batch).await
+    }
+
+    async fn claim_webhook_deliveries(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        claim(self.pool(), owner, now, lease_until, limit).await
+    }
+
+    async fn finish_webhook_attempt(
+        &self,
+        delivery_id: &str,
+        owner: &str,
+        attempt: &AttemptWrite,
+    ) -> Result<bool, StoreError> {
+        finish(self.pool(), delivery_id, owner, attempt).await
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        deliveries(self.pool(), filter).await
+    }
+}

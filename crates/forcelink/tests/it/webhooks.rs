@@ -1,0 +1,815 @@
+//! Webhooks end to end: a real receiving server (axum on 127.0.0.1:0) that records every
+//! request and can be told to answer 500 a number of times. Signatures are checked here with
+//! an HMAC-SHA256 written from the Standard Webhooks specification (over sha2), never with
+//! forcelink's own signing code. Retries are made due by moving the app's clock, not by
+//! waiting; waits are for the receiver's requests, with a deadline.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use forcelink::config::{SecretSetting, WebhookEndpointConfig};
+use forcelink_core::Clock;
+use reqwest::Method;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::harness::{Backend, LoginKind, Options, TestApp, pg_server_url};
+
+/// A request the receiver got.
+#[derive(Debug, Clone)]
+struct Received {
+    id: String,
+    timestamp: String,
+    signature: String,
+    body: String,
+}
+
+impl Received {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+    fn kind(&self) -> String {
+        self.json()["type"].as_str().unwrap().to_string()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inbox {
+    requests: Mutex<Vec<Received>>,
+    /// Answer 500 to this many more requests.
+    failures_left: Mutex<u32>,
+}
+
+#[derive(Debug, Clone)]
+struct Receiver {
+    url: String,
+    inbox: Arc<Inbox>,
+    arrived: tokio::sync::watch::Receiver<usize>,
+}
+
+async fn record(
+    State((inbox, arrived)): State<(Arc<Inbox>, Arc<tokio::sync::watch::Sender<usize>>)>,
+    headers: HeaderMap,
+    body: String,
+) -> StatusCode {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let count = {
+        let mut requests = inbox.requests.lock().unwrap();
+        requests.push(Received {
+            id: header("webhook-id"),
+            timestamp: header("webhook-timestamp"),
+            signature: header("webhook-signature"),
+            body,
+        });
+        requests.len()
+    };
+    let fail = {
+        let mut left = inbox.failures_left.lock().unwrap();
+        let fail = *left > 0;
+        *left = left.saturating_sub(1);
+        fail
+    };
+    arrived.send_replace(count);
+    if fail {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::NO_CONTENT
+    }
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        let inbox = Arc::new(Inbox::default());
+        let (sender, arrived) = tokio::sync::watch::channel(0);
+        let router = axum::Router::new()
+            .route("/hook", axum::routing::post(record))
+            .with_state((inbox.clone(), Arc::new(sender)));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Receiver {
+            url,
+            inbox,
+            arrived,
+        }
+    }
+
+    fn fail_next(&self, times: u32) {
+        *self.inbox.failures_left.lock().unwrap() = times;
+    }
+
+    fn requests(&self) -> Vec<Received> {
+        self.inbox.requests.lock().unwrap().clone()
+    }
+
+    /// Waits (30 s at most) until at least `count` requests have arrived.
+    async fn wait_for(&mut self, count: usize) -> Vec<Received> {
+        let arrived = tokio::time::timeout(
+            Duration::from_secs(30),
+            self.arrived.wait_for(|seen| *seen >= count),
+        )
+        .await
+        .is_ok_and(|changed| changed.is_ok());
+        let requests = self.requests();
+        assert!(
+            arrived,
+            "the receiver got {} of {count} requests: {requests:?}",
+            requests.len()
+        );
+        requests
+    }
+}
+
+/// HMAC-SHA256 as RFC 2104 defines it, over sha2: independent of forcelink's code.
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let inner_key: Vec<u8> = block.iter().map(|byte| byte ^ 0x36).collect();
+    let outer_key: Vec<u8> = block.iter().map(|byte| byte ^ 0x5c).collect();
+    let inner = Sha256::new()
+        .chain_update(&inner_key)
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(&outer_key)
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+/// The receiver's check, as docs/webhooks.md tells a receiver to do it.
+fn verifies(secret: &str, id: &str, timestamp: &str, body: &str, signature_header: &str) -> bool {
+    let key = STANDARD
+        .decode(secret.strip_prefix("whsec_").expect("whsec_ prefix"))
+        .unwrap();
+    let signed = format!("{id}.{timestamp}.{body}");
+    let expected = STANDARD.encode(hmac_sha256(&key, signed.as_bytes()));
+    signature_header
+        .split(' ')
+        .filter_map(|candidate| candidate.strip_prefix("v1,"))
+        .any(|candidate| candidate == expected)
+}
+
+/// A fresh `whsec_` secret made here (32 random bytes).
+fn new_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!("whsec_{}", STANDARD.encode(bytes))
+}
+
+/// Fast polling and slow, clock-driven retries: a retry happens only when the test moves time.
+async fn start_app() -> TestApp {
+    start_app_on(Backend::Sqlite).await
+}
+
+async fn start_app_on(backend: Backend) -> TestApp {
+    let mut app = TestApp::start(Options {
+        backend,
+        ..Options::default()
+    })
+    .await;
+    app.restart_with(|config| {
+        config.webhooks.poll_interval_ms = 20;
+        config.webhooks.backoff_base_seconds = 600;
+        config.webhooks.backoff_max_seconds = 600;
+    })
+    .await;
+    app
+}
+
+/// Past any retry scheduled with the settings of `start_app` (600 s × at most 1.25).
+const PAST_RETRY: u64 = 800;
+
+async fn create_endpoint(app: &TestApp, body: Value) -> Value {
+    let (status, created) = app
+        .api(Method::POST, "/v1/webhooks/endpoints", Some(body))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    created
+}
+
+async fn deliveries(app: &TestApp, query: &str) -> Vec<Value> {
+    let (status, body) = app
+        .api(
+            Method::GET,
+            &format!("/v1/webhooks/deliveries?{query}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["deliveries"].as_array().unwrap().clone()
+}
+
+/// Polls the delivery log (deadline 30 s) until the delivery of `event_id` satisfies `done`.
+async fn delivery_when(app: &TestApp, event_id: i64, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = deliveries(app, &format!("event_id={event_id}")).await;
+        if let Some(delivery) = found.iter().find(|delivery| done(delivery)) {
+            return delivery.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "delivery of event {event_id} never got there: {found:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn event_ids(app: &TestApp, org_id: &str, kind: &str) -> Vec<i64> {
+    let (_, body) = app
+        .api(Method::GET, &format!("/v1/events?org_id={org_id}"), None)
+        .await;
+    body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["kind"] == kind)
+        .map(|event| event["id"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn signatures_verify_with_the_documented_scheme_and_a_tampered_body_fails() {
+    let mut app = start_app().await;
+    let mut receiver = Receiver::start().await;
+    let created = create_endpoint(&app, json!({ "url": receiver.url })).await;
+    let secret = created["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("whsec_"));
+    let org = app.org(LoginKind::Production).await;
+    app.connect_ok(&org).await;
+
+    let received = receiver.wait_for(1).await;
+    let message = &received[0];
+    assert!(message.id.starts_with("msg_"), "{message:?}");
+    let sent_at: i64 = message.timestamp.parse().unwrap();
+    assert!((app.clock.now().timestamp() - sent_at).abs() < 60);
+    assert!(
+        verifies(
+            &secret,
+            &message.id,
+            &message.timestamp,
+            &message.body,
+            &message.signature
+        ),
+        "{message:?}"
+    );
+    let tampered = message
+        .body
+        .replace("connection.created", "connection.revoked");
+    assert_ne!(tampered, message.body);
+    for (id, timestamp, body) in [
+        (
+            message.id.as_str(),
+            message.timestamp.as_str(),
+            tampered.as_str(),
+        ),
+        (
+            "msg_other",
+            message.timestamp.as_str(),
+            message.body.as_str(),
+        ),
+        (message.id.as_str(), "1", message.body.as_str()),
+    ] {
+        assert!(!verifies(&secret, id, timestamp, body, &message.signature));
+    }
+    assert!(!verifies(
+        &new_secret(),
+        &message.id,
+        &message.timestamp,
+        &message.body,
+        &message.signature
+    ));
+
+    let body = message.json();
+    let created_events = event_ids(&app, org.id(), "connection.created").await;
+    assert_eq!(body["type"], "connection.created");
+    assert_eq!(body["data"]["event_id"], created_events[0]);
+    assert_eq!(body["data"]["org_id"], org.id());
+    assert_eq!(body["data"]["context"], "api");
+    assert_eq!(body["data"]["detail"]["generation"], 1);
+    let delivered = delivery_when(&app, created_events[0], |d| d["state"] == "delivered").await;
+    assert_eq!(delivered["id"], message.id.as_str());
+    assert_eq!(delivered["attempts"], 1);
+    assert_eq!(delivered["last_status_code"], 204);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_receiver_that_answers_500_twice_gets_the_event_on_the_third_try() {
+    let mut app = start_app().await;
+    let mut receiver = Receiver::start().await;
+    receiver.fail_next(2);
+    create_endpoint(&app, json!({ "url": receiver.url, "secret": new_secret() })).await;
+    let org = app.org(LoginKind::Production).await;
+    app.connect_ok(&org).await;
+    let event_id = event_ids(&app, org.id(), "connection.created").await[0];
+
+    receiver.wait_for(1).await;
+    let first = delivery_when(&app, event_id, |d| d["attempts"] == 1).await;
+    assert_eq!(first["state"], "pending");
+    assert_eq!(first["last_status_code"], 500);
+    assert_eq!(first["last_error"], "HTTP 500");
+    let next: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(first["next_attempt_at"].clone()).unwrap();
+    let wait = next - app.clock.now();
+    assert!(
+        wait > chrono::Duration::seconds(400) && wait <= chrono::Duration::seconds(750),
+        "backoff with jitter around 600 s: {wait}"
+    );
+
+    app.advance(PAST_RETRY);
+    receiver.wait_for(2).await;
+    delivery_when(&app, event_id, |d| d["attempts"] == 2).await;
+    app.advance(PAST_RETRY);
+    let received = receiver.wait_for(3).await;
+    let delivered = delivery_when(&app, event_id, |d| d["state"] == "delivered").await;
+
+    assert_eq!(received.len(), 3, "nothing after the success: {received:?}");
+    assert!(
+        received.iter().all(|request| request.id == received[0].id),
+        "one webhook-id on every attempt"
+    );
+    assert_eq!(delivered["id"], received[0].id.as_str());
+    assert_eq!(delivered["attempts"], 3);
+    assert!(delivered["next_attempt_at"].is_null());
+    let statuses: Vec<i64> = delivered["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|attempt| attempt["status_code"].as_i64().unwrap())
+        .collect();
+    assert_eq!(statuses, vec![500, 500, 204]);
+    let numbers: Vec<i64> = delivered["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|attempt| attempt["number"].as_i64().unwrap())
+        .collect();
+    assert_eq!(numbers, vec![1, 2, 3]);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn an_event_queued_before_a_restart_is_delivered_after_it() {
+    queued_before_a_restart_is_delivered_after_it(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn an_event_queued_before_a_restart_is_delivered_after_it_on_postgres() {
+    if pg_server_url().is_some() {
+        queued_before_a_restart_is_delivered_after_it(Backend::Postgres).await;
+    }
+}
+
+async fn queued_before_a_restart_is_delivered_after_it(backend: Backend) {
+    let mut app = start_app_on(backend).await;
+    let mut receiver = Receiver::start().await;
+    let secret = new_secret();
+    let url = receiver.url.clone();
+    let configured = secret.clone();
+    // A config-file endpoint this time: registered at start, the same row after restarts.
+    app.restart_with(move |config| {
+        config.webhooks.endpoints.push(WebhookEndpointConfig {
+            url,
+            secret: Some(SecretSetting(configured)),
+            events: Some(vec![
+                "connection.created".into(),
+                "connection.revoked".into(),
+            ]),
+        });
+    })
+    .await;
+    receiver.fail_next(1);
+    let org = app.org(LoginKind::Production).await;
+    app.connect_ok(&org).await;
+    let created = event_ids(&app, org.id(), "connection.created").await[0];
+    receiver.wait_for(1).await;
+    delivery_when(&app, created, |d| {
+        d["attempts"] == 1 && d["state"] == "pending"
+    })
+    .await;
+
+    // Queued with a retry due in ten minutes; the process goes away and comes back.
+    app.restart_with(|_| {}).await;
+    app.advance(PAST_RETRY);
+    let received = receiver.wait_for(2).await;
+    let delivered = delivery_when(&app, created, |d| d["state"] == "delivered").await;
+    assert_eq!(delivered["attempts"], 2);
+    assert_eq!(
+        received[1].id, received[0].id,
+        "the same webhook-id after the restart"
+    );
+    assert!(verifies(
+        &secret,
+        &received[1].id,
+        &received[1].timestamp,
+        &received[1].body,
+        &received[1].signature
+    ));
+
+    // An event recorded while no worker runs is delivered once one does.
+    app.restart_with(|config| config.webhooks.enabled = false)
+        .await;
+    let (status, body) = app
+        .api(
+            Method::DELETE,
+            &format!("/v1/connections/{}", org.id()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let revoked = event_ids(&app, org.id(), "connection.revoked").await[0];
+    app.restart_with(|config| config.webhooks.enabled = true)
+        .await;
+    let received = receiver.wait_for(3).await;
+    assert_eq!(received[2].kind(), "connection.revoked");
+    assert_eq!(received[2].json()["data"]["event_id"], revoked);
+    delivery_when(&app, revoked, |d| d["state"] == "delivered").await;
+    let (_, endpoints) = app.api(Method::GET, "/v1/webhooks/endpoints", None).await;
+    assert_eq!(endpoints["endpoints"].as_array().unwrap().len(), 1);
+    assert_eq!(endpoints["endpoints"][0]["source"], "config");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn connect_reconnect_and_revoke_are_recorded_and_sent_to_subscribers() {
+    let mut app = start_app().await;
+    let mut everything = Receiver::start().await;
+    let mut revocations = Receiver::start().await;
+    create_endpoint(&app, json!({ "url": everything.url })).await;
+    create_endpoint(
+        &app,
+        json!({ "url": revocations.url, "events": ["connection.revoked"] }),
+    )
+    .await;
+    let org = app.org(LoginKind::Production).await;
+    app.connect_ok(&org).await;
+    app.connect_ok(&org).await;
+    let (status, body) = app
+        .api(
+            Method::DELETE,
+            &format!("/v1/connections/{}", org.id()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    assert_eq!(
+        app.all_event_kinds(org.id()).await,
+        vec![
+            "connection.created",
+            "connection.reconnected",
+            "connection.revoked"
+        ]
+    );
+    let mut received = everything.wait_for(3).await;
+    received.sort_by_key(|request| request.json()["data"]["event_id"].as_i64());
+    let kinds: Vec<String> = received.iter().map(Received::kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "connection.created",
+            "connection.reconnected",
+            "connection.revoked"
+        ]
+    );
+    assert_eq!(received[1].json()["data"]["detail"]["generation"], 2);
+    let only = revocations.wait_for(1).await;
+    assert_eq!(only[0].kind(), "connection.revoked");
+    let revoked = event_ids(&app, org.id(), "connection.revoked").await[0];
+    let log = deliveries(&app, &format!("event_id={revoked}")).await;
+    assert_eq!(
+        log.len(),
+        2,
+        "one delivery per subscribed endpoint: {log:?}"
+    );
+    let created_log = deliveries(&app, "event=connection.created").await;
+    assert_eq!(created_log.len(), 1, "{created_log:?}");
+    assert_eq!(
+        revocations.requests().len(),
+        1,
+        "no other kinds: {:?}",
+        revocations.requests()
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn endpoint_api_refuses_bad_input_with_stable_codes_and_stores_nothing() {
+    let mut app = start_app().await;
+    let cases = [
+        (json!({ "url": "ftp://hooks.example.com/x" }), "invalid_url"),
+        (json!({ "url": "hooks.example.com/x" }), "invalid_url"),
+        (
+            json!({ "url": "https://user:pw@hooks.example.com/" }),
+            "invalid_url",
+        ),
+        (
+            json!({ "url": "https://hooks.example.com/", "events": ["connection.exploded"] }),
+            "invalid_event_kind",
+        ),
+        (
+            json!({ "url": "https://hooks.example.com/", "events": [] }),
+            "invalid_event_kind",
+        ),
+        (
+            json!({ "url": "https://hooks.example.com/", "secret": "hunter2" }),
+            "invalid_secret",
+        ),
+        (
+            json!({ "url": "https://hooks.example.com/", "secret": "whsec_c2hvcnQ=" }),
+            "invalid_secret",
+        ),
+        (
+            json!({ "url": "https://hooks.example.com/", "colour": "blue" }),
+            "invalid_body",
+        ),
+        (json!({ "events": ["connection.created"] }), "invalid_body"),
+        (json!(["https://hooks.example.com/"]), "invalid_body"),
+    ];
+    for (body, code) in cases {
+        let (status, answer) = app
+            .api(Method::POST, "/v1/webhooks/endpoints", Some(body.clone()))
+            .await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (400, Some(code)),
+            "{body} → {answer}"
+        );
+        assert!(!answer.to_string().contains("hunter2"), "{answer}");
+    }
+    let raw = app
+        .http
+        .post(format!("{}/v1/webhooks/endpoints", app.url))
+        .bearer_auth(&app.admin_key)
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 400);
+    let (_, listed) = app.api(Method::GET, "/v1/webhooks/endpoints", None).await;
+    assert_eq!(listed["endpoints"], json!([]), "nothing stored");
+
+    let unauthenticated = app
+        .http
+        .get(format!("{}/v1/webhooks/endpoints", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+    let (status, answer) = app
+        .api(Method::DELETE, "/v1/webhooks/endpoints/whe_nope", None)
+        .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (404, Some("endpoint_not_found"))
+    );
+    for (query, code) in [
+        ("state=lost", "invalid_delivery_state"),
+        ("event=connection.exploded", "invalid_event_kind"),
+    ] {
+        let (status, answer) = app
+            .api(
+                Method::GET,
+                &format!("/v1/webhooks/deliveries?{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (400, Some(code)),
+            "{query}"
+        );
+    }
+
+    // A config endpoint can only be removed from the file; an API one through the API.
+    let secret = new_secret();
+    app.restart_with(move |config| {
+        config.webhooks.endpoints.push(WebhookEndpointConfig {
+            url: "https://hooks.example.com/config".into(),
+            secret: Some(SecretSetting(secret)),
+            events: None,
+        });
+    })
+    .await;
+    let (_, listed) = app.api(Method::GET, "/v1/webhooks/endpoints", None).await;
+    let config_id = listed["endpoints"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        listed["endpoints"][0]["events"].as_array().unwrap().len(),
+        7
+    );
+    let (status, answer) = app
+        .api(
+            Method::DELETE,
+            &format!("/v1/webhooks/endpoints/{config_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (409, Some("config_endpoint"))
+    );
+    let created = create_endpoint(
+        &app,
+        json!({ "url": "https://hooks.example.com/api", "events": ["connection.at_risk"] }),
+    )
+    .await;
+    let api_id = created["id"].as_str().unwrap();
+    let (status, answer) = app
+        .api(
+            Method::DELETE,
+            &format!("/v1/webhooks/endpoints/{api_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["deleted"]["id"], api_id);
+    app.restart_with(|config| config.webhooks.endpoints.clear())
+        .await;
+    let (_, listed) = app.api(Method::GET, "/v1/webhooks/endpoints", None).await;
+    assert_eq!(
+        listed["endpoints"],
+        json!([]),
+        "left the file, left the store"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn webhook_secrets_never_reach_responses_the_database_or_the_logs() {
+    let mut app = start_app().await;
+    let mut receiver = Receiver::start().await;
+    let config_secret = new_secret();
+    let api_secret = new_secret();
+    let url = receiver.url.clone();
+    let configured = config_secret.clone();
+    app.restart_with(move |config| {
+        config.webhooks.endpoints.push(WebhookEndpointConfig {
+            url,
+            secret: Some(SecretSetting(configured)),
+            events: None,
+        });
+    })
+    .await;
+    let created = create_endpoint(
+        &app,
+        json!({ "url": receiver.url.replace("/hook", "/hook?api"), "secret": api_secret }),
+    )
+    .await;
+    assert_eq!(
+        created["secret"],
+        api_secret.as_str(),
+        "shown once, to its creator"
+    );
+    let org = app.org(LoginKind::Production).await;
+    app.connect_ok(&org).await;
+    receiver.wait_for(2).await;
+
+    let secrets = [&config_secret, &api_secret];
+    let key_parts: Vec<&str> = secrets.iter().map(|secret| &secret[6..]).collect();
+    for path in [
+        "/v1/webhooks/endpoints",
+        "/v1/webhooks/deliveries",
+        "/v1/events",
+        "/v1/connections",
+    ] {
+        let (status, body) = app.api(Method::GET, path, None).await;
+        assert_eq!(status, 200);
+        let text = body.to_string();
+        for part in &key_parts {
+            assert!(!text.contains(part), "a webhook secret in {path}");
+        }
+    }
+    let shown = format!("{:?} {}", app.config, toml::to_string(&app.config).unwrap());
+    for part in &key_parts {
+        assert!(
+            !shown.contains(part),
+            "a webhook secret in the printed config"
+        );
+    }
+    for file in ["forcelink.db", "forcelink.db-wal"] {
+        let path = std::path::Path::new(app.config.store.url.trim_start_matches("sqlite:"))
+            .with_file_name(file);
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        for secret in &secrets {
+            for text in [secret.as_str(), &secret[6..]] {
+                assert!(
+                    !bytes
+                        .windows(text.len())
+                        .any(|window| window == text.as_bytes()),
+                    "a webhook secret in {file}"
+                );
+            }
+        }
+    }
+
+    // A process logging at trace level creates an endpoint and delivers through it.
+    app.restart_with(|config| config.webhooks.endpoints.clear())
+        .await;
+    app.stop_in_process_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("forcelink.log");
+    let process = app.spawn_process_logging("logged", |_| {}, Some(&log));
+    let logged_secret = new_secret();
+    let answer = app
+        .http
+        .post(format!("{}/v1/webhooks/endpoints", process.url))
+        .bearer_auth(&app.admin_key)
+        .json(&json!({ "url": receiver.url, "secret": logged_secret, "events": ["connection.revoked"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 201);
+    let before = receiver.requests().len();
+    let revoked = app
+        .http
+        .delete(format!("{}/v1/connections/{}", process.url, org.id()))
+        .bearer_auth(&app.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    // The API endpoint from before gets it too (it takes every kind).
+    let received = receiver.wait_for(before + 2).await;
+    let last = received[before..]
+        .iter()
+        .find(|request| {
+            verifies(
+                &logged_secret,
+                &request.id,
+                &request.timestamp,
+                &request.body,
+                &request.signature,
+            )
+        })
+        .expect("the new endpoint's message verifies with its secret");
+    assert_eq!(last.kind(), "connection.revoked");
+    process.kill_hard();
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logs.contains("webhook endpoint created"),
+        "the capture works: {logs}"
+    );
+    assert!(
+        !logs.contains(&logged_secret[6..]),
+        "a webhook secret reached the logs"
+    );
+    assert!(
+        !logs.contains(&last.signature[3..]),
+        "a signature reached the logs"
+    );
+}
+
+#[tokio::test]
+async fn key_rotation_reseals_webhook_secrets_and_deliveries_still_verify() {
+    let mut app = start_app().await;
+    let mut receiver = Receiver::start().await;
+    let secret = new_secret();
+    create_endpoint(&app, json!({ "url": receiver.url, "secret": secret })).await;
+    let new_key = forcelink_core::KeyRing::generate_key()
+        .into_string()
+        .unwrap();
+    app.restart_with(|config| {
+        config
+            .keys
+            .ring
+            .insert("k2".into(), SecretSetting(new_key.clone()));
+        config.keys.active = "k2".into();
+    })
+    .await;
+    let before = app.broker().ring_health().await.unwrap();
+    assert_eq!((before.examined, before.old_key), (1, 1), "{before:?}");
+    let report = app.broker().rekey().await.unwrap();
+    assert_eq!((report.examined, report.resealed), (1, 1), "{report:?}");
+    app.restart_with(|config| {
+        config.keys.ring.remove("k1");
+    })
+    .await;
+    let health = app.broker().ring_health().await.unwrap();
+    assert_eq!((health.current, health.unopenable), (1, 0), "{health:?}");
+    let org = app.org(LoginKind::Production).await;
+    app.connect_ok(&org).await;
+    let received = receiver.wait_for(1).await;
+    assert!(verifies(
+        &secret,
+        &received[0].id,
+        &received[0].timestamp,
+        &received[0].body,
+        &received[0].signature
+    ));
+    app.finish().await;
+}
