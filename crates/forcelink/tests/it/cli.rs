@@ -103,7 +103,10 @@ fn demo_once_connects_three_orgs_and_exits_zero() {
     assert_eq!(stdout.matches("  connected ").count(), 3, "{stdout}");
     assert!(stdout.contains("demo checks passed"), "{stdout}");
     assert!(stdout.contains("  forcelink:        https://"), "{stdout}");
-    assert!(stdout.contains("--cacert") && stdout.contains("-X POST"), "{stdout}");
+    assert!(
+        stdout.contains("--cacert") && stdout.contains("-X POST"),
+        "{stdout}"
+    );
     assert!(stdout.contains("REQUESTS_CA_BUNDLE="), "{stdout}");
     assert!(stdout.contains("/v1/proxy/"), "{stdout}");
     assert!(stdout.contains("the proxy works"), "{stdout}");
