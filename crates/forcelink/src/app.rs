@@ -190,13 +190,21 @@ pub async fn wire(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Wiri
         clock,
         broker_settings(config, &hosts),
     ));
-    // Before anything serves, so a configured endpoint receives every event from the start.
-    crate::webhooks::sync_config_endpoints(&config.webhooks, &broker).await?;
     Ok(Wiring {
         broker,
         hosts,
         agents,
     })
+}
+
+/// `wire` for a process that is about to serve: also mirrors the config file's webhook
+/// endpoints into the store, before anything serves, so a configured endpoint receives every
+/// event from the start. Only serving processes do this: a one-off CLI command run with a
+/// partial config must never remove endpoints (and their delivery logs) from the store.
+pub async fn wire_to_serve(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Wiring> {
+    let wiring = wire(config, clock).await?;
+    crate::webhooks::sync_config_endpoints(&config.webhooks, &wiring.broker).await?;
+    Ok(wiring)
 }
 
 /// A server running in this process.

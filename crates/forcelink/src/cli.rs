@@ -213,7 +213,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(config: &Config) -> anyhow::Result<()> {
     config.validate_for_serve()?;
-    let wiring = app::wire(config, Arc::new(SystemClock)).await?;
+    let wiring = app::wire_to_serve(config, Arc::new(SystemClock)).await?;
     let listener = tokio::net::TcpListener::bind(&config.server.listen)
         .await
         .with_context(|| {

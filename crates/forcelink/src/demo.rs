@@ -209,7 +209,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     );
 
     let clock = Arc::new(OffsetClock::default());
-    let wiring = app::wire(&config, clock.clone()).await?;
+    let wiring = app::wire_to_serve(&config, clock.clone()).await?;
     let (_, agent_secret) = wiring
         .agents
         .create(forcelink_core::AgentKeySpec {

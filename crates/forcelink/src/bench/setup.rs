@@ -115,7 +115,7 @@ impl Forcelink {
         configure(&mut config);
         let clock = Arc::new(OffsetClock::default());
         let started = async {
-            let wiring = app::wire(&config, clock.clone()).await?;
+            let wiring = app::wire_to_serve(&config, clock.clone()).await?;
             let (_, agent_key) = wiring
                 .agents
                 .create(forcelink_core::AgentKeySpec {

@@ -206,7 +206,7 @@ impl TestApp {
     }
 
     async fn serve(&mut self, listener: tokio::net::TcpListener) {
-        let wiring = app::wire(&self.config, self.clock.clone())
+        let wiring = app::wire_to_serve(&self.config, self.clock.clone())
             .await
             .expect("wiring");
         self.server = Some(app::serve(&self.config, wiring, listener).expect("serve"));

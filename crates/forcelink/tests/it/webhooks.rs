@@ -813,3 +813,30 @@ async fn key_rotation_reseals_webhook_secrets_and_deliveries_still_verify() {
     ));
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_cli_command_with_a_partial_config_never_removes_configured_endpoints() {
+    let mut app = start_app().await;
+    let receiver = Receiver::start().await;
+    let url = receiver.url.clone();
+    let secret = new_secret();
+    app.restart_with(move |config| {
+        config.webhooks.endpoints.push(WebhookEndpointConfig {
+            url,
+            secret: Some(SecretSetting(secret)),
+            events: None,
+        });
+    })
+    .await;
+    let listed = |body: Value| body["endpoints"].as_array().unwrap().len();
+    let (status, before) = app.api(Method::GET, "/v1/webhooks/endpoints", None).await;
+    assert_eq!((status, listed(before)), (200, 1));
+    // An operator runs a one-off command with a config file that lacks the endpoint.
+    let mut partial = app.config.clone();
+    partial.webhooks.endpoints.clear();
+    let (mut command, _dir) = crate::process::command_for(&partial, &["agents", "list"]);
+    assert!(command.output().unwrap().status.success());
+    let (_, after) = app.api(Method::GET, "/v1/webhooks/endpoints", None).await;
+    assert_eq!(listed(after), 1, "the configured endpoint is still there");
+    app.finish().await;
+}
