@@ -671,3 +671,31 @@ async fn tokens_and_agent_keys_never_reach_the_logs_of_a_proxying_process() {
     }
     app.finish().await;
 }
+
+#[tokio::test]
+async fn api_traffic_leaves_from_the_egress_address_only_when_asked() {
+    let mut app = TestApp::start(Options::default()).await;
+    let org = app.org(LoginKind::Production).await;
+    app.connect_ok(&org).await;
+    let path = format!("/v1/proxy/{}/services/data/v59.0/limits", org.id());
+    let last_peer = |app: &TestApp| {
+        instance_requests(app, &org.org.instance_url)
+            .last()
+            .map(|request| request.peer.ip().to_string())
+    };
+    app.restart_with(|config| {
+        config.egress.bind_address = Some("127.0.0.2".parse().unwrap());
+    })
+    .await;
+    assert_eq!(app.agent_api(Method::GET, &path, None).await.0, 200);
+    assert_eq!(
+        last_peer(&app).as_deref(),
+        Some("127.0.0.1"),
+        "token traffic only by default"
+    );
+    app.restart_with(|config| config.egress.api_traffic = true)
+        .await;
+    assert_eq!(app.agent_api(Method::GET, &path, None).await.0, 200);
+    assert_eq!(last_peer(&app).as_deref(), Some("127.0.0.2"));
+    app.finish().await;
+}
