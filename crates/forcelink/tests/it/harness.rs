@@ -244,6 +244,16 @@ impl TestApp {
 
     /// Creates an org (and its admin user) in sfsim that logs in the given way.
     pub async fn org(&mut self, kind: LoginKind) -> TestOrg {
+        self.org_with_accounts(kind, 3, 1).await
+    }
+
+    /// An org seeded with `accounts` accounts of `contacts` contacts each, and its admin.
+    pub async fn org_with_accounts(
+        &mut self,
+        kind: LoginKind,
+        accounts: usize,
+        contacts: usize,
+    ) -> TestOrg {
         let n = self.sim.orgs().len();
         let org = self
             .sim
@@ -251,8 +261,8 @@ impl TestApp {
                 name: format!("Org {n}"),
                 sandbox: kind == LoginKind::Sandbox,
                 my_domain: format!("org{n}"),
-                seed_accounts: 3,
-                seed_contacts_per_account: 1,
+                seed_accounts: accounts,
+                seed_contacts_per_account: contacts,
             })
             .await
             .expect("create org");

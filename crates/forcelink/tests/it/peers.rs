@@ -32,46 +32,16 @@ fn install_peers() -> PathBuf {
     root().join("target/peers")
 }
 
-/// An org with enough accounts that a batchSize=200 query has three pages.
-async fn big_org(app: &mut TestApp) -> TestOrg {
-    let n = app.sim.orgs().len();
-    let org = app
-        .sim
-        .create_org(sfsim::OrgSpec {
-            name: format!("Big Org {n}"),
-            sandbox: false,
-            my_domain: format!("big{n}"),
-            seed_accounts: ACCOUNTS,
-            seed_contacts_per_account: 0,
-        })
-        .await
-        .unwrap();
-    let username = format!("admin{n}@big{n}.example.com");
-    let user = app
-        .sim
-        .create_user(
-            &org.org_id,
-            sfsim::UserSpec {
-                username: username.clone(),
-                display_name: "Admin".into(),
-                email: username,
-            },
-        )
-        .unwrap();
-    TestOrg {
-        org,
-        user,
-        kind: LoginKind::Production,
-    }
-}
-
 /// Connects a big org, makes a proxy key, and restarts forcelink on TLS. Returns the org, the
 /// key and the certificate file.
 async fn set_up(
     app: &mut TestApp,
     single_org: bool,
 ) -> (TestOrg, String, PathBuf, tempfile::TempDir) {
-    let org = big_org(app).await;
+    // Enough accounts that a batchSize=200 query has three pages.
+    let org = app
+        .org_with_accounts(LoginKind::Production, ACCOUNTS, 0)
+        .await;
     app.connect_ok(&org).await;
     let orgs = if single_org {
         json!([org.id()])
@@ -147,6 +117,19 @@ async fn three_expiries(app: &TestApp, mut child: tokio::process::Child) {
     );
 }
 
+/// Runs the client through `three_expiries`, then checks sfsim never saw its key.
+async fn drive(app: TestApp, key: &str, client: &mut tokio::process::Command) {
+    let child = client
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    three_expiries(&app, child).await;
+    sfsim_never_saw(&app, key);
+    app.finish().await;
+}
+
 fn sfsim_never_saw(app: &TestApp, key: &str) {
     for request in app.sim.requests() {
         assert!(!request.path_and_query.contains(key));
@@ -161,19 +144,13 @@ async fn simple_salesforce_unmodified_through_forcelinks_root_across_three_expir
     let peers = install_peers();
     let mut app = TestApp::start(Options::default()).await;
     let (_org, key, cert, _dir) = set_up(&mut app, true).await;
-    let child = tokio::process::Command::new(peers.join("venv/bin/python"))
+    let mut child = tokio::process::Command::new(peers.join("venv/bin/python"));
+    child
         .arg(root().join("tests/peers/simple_salesforce_client.py"))
         .env("FORCELINK_INSTANCE_URL", &app.url)
         .env("FORCELINK_AGENT_KEY", &key)
-        .env("REQUESTS_CA_BUNDLE", &cert)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    three_expiries(&app, child).await;
-    sfsim_never_saw(&app, &key);
-    app.finish().await;
+        .env("REQUESTS_CA_BUNDLE", &cert);
+    drive(app, &key, &mut child).await;
 }
 
 #[tokio::test]
@@ -181,7 +158,8 @@ async fn jsforce_unmodified_through_the_org_proxy_url_across_three_expiries() {
     let peers = install_peers();
     let mut app = TestApp::start(Options::default()).await;
     let (org, key, cert, _dir) = set_up(&mut app, false).await;
-    let child = tokio::process::Command::new("node")
+    let mut child = tokio::process::Command::new("node");
+    child
         .arg(root().join("tests/peers/jsforce_client.cjs"))
         .env("NODE_PATH", peers.join("node/node_modules"))
         .env(
@@ -189,13 +167,6 @@ async fn jsforce_unmodified_through_the_org_proxy_url_across_three_expiries() {
             format!("{}/v1/proxy/{}", app.url, org.id()),
         )
         .env("FORCELINK_AGENT_KEY", &key)
-        .env("NODE_EXTRA_CA_CERTS", &cert)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    three_expiries(&app, child).await;
-    sfsim_never_saw(&app, &key);
-    app.finish().await;
+        .env("NODE_EXTRA_CA_CERTS", &cert);
+    drive(app, &key, &mut child).await;
 }

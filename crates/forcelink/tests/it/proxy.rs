@@ -413,6 +413,27 @@ async fn escapes_absolute_urls_and_other_paths_are_refused_before_anything_is_se
     app.finish().await;
 }
 
+/// POSTs `body` as JSON in chunks of `size` with no declared length; returns the status.
+async fn post_chunked(app: &TestApp, url: &str, body: &str, size: usize) -> u16 {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = body
+        .as_bytes()
+        .chunks(size)
+        .map(|chunk| Ok(chunk.to_vec()))
+        .collect();
+    app.http
+        .post(url)
+        .bearer_auth(&app.agent_key)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 #[tokio::test]
 async fn request_bodies_are_capped_with_413_and_streamed_under_the_cap() {
     let mut app = TestApp::start(Options::default()).await;
@@ -442,23 +463,8 @@ async fn request_bodies_are_capped_with_413_and_streamed_under_the_cap() {
     assert_eq!(body["error"], "body_too_large");
     assert_eq!(app.sim.requests().len(), before);
     // Chunked, no length: cut off once it passes the cap.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = big
-        .as_bytes()
-        .chunks(256)
-        .map(|chunk| Ok(chunk.to_vec()))
-        .collect();
-    let response = app
-        .http
-        .post(&create)
-        .bearer_auth(&app.agent_key)
-        .header("content-type", "application/json")
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-            chunks,
-        )))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 413);
+    let status = post_chunked(&app, &create, &big, 256).await;
+    assert_eq!(status, 413);
     let query = format!(
         "/v1/proxy/{}/services/data/v59.0/query?q=SELECT+Id+FROM+Account",
         org.id()
@@ -468,23 +474,8 @@ async fn request_bodies_are_capped_with_413_and_streamed_under_the_cap() {
 
     // Under the cap, chunked: streamed through and created once.
     let small = json!({ "Name": "Streamed Co" }).to_string();
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = small
-        .as_bytes()
-        .chunks(5)
-        .map(|chunk| Ok(chunk.to_vec()))
-        .collect();
-    let response = app
-        .http
-        .post(&create)
-        .bearer_auth(&app.agent_key)
-        .header("content-type", "application/json")
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-            chunks,
-        )))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
+    let status = post_chunked(&app, &create, &small, 5).await;
+    assert_eq!(status, 201);
     let (_, listed) = app.agent_api(Method::GET, &query, None).await;
     assert_eq!(listed["totalSize"], 4);
     app.finish().await;
