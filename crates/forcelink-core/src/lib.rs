@@ -41,8 +41,9 @@ pub use secret::{
     StateToken,
 };
 pub use store::{
-    CommitOutcome, Event, EventFilter, GrantWrite, Incident, LeaseOutcome, NewEvent,
-    PendingAuthorization, RefreshAttempt, RefreshWrite, RotationEnd, SavedGrant, SealedField,
-    SealedPage, SealedRef, SealedRow, SealedValue, Store, StoreError,
+    BeginWrite, CommitOutcome, CommitWrite, Event, EventFilter, GrantWrite, Incident, LeaseOutcome,
+    NewEvent, PendingAuthorization, RefreshAttempt, RefreshWrite, RotationEnd, RotationWrite,
+    RotationWritten, SavedGrant, SealedField, SealedPage, SealedRef, SealedRow, SealedValue, Store,
+    StoreError,
 };
 pub use vault::{KeyRing, Sealed, VaultError};

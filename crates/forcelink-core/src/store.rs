@@ -20,8 +20,10 @@ use crate::vault::Sealed;
 #[cfg(feature = "test-support")]
 pub mod conformance;
 pub mod cursor;
+pub mod group;
 
 pub use cursor::SealedCursor;
+pub use group::{BeginWrite, CommitWrite, RotationWrite, RotationWritten};
 
 /// A storage failure, named after what the caller can do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -350,6 +352,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         detail: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+
+    /// Applies a group of rotation writes in order, all in one transaction: either every write
+    /// is applied or, with an error, none is. Each write acts exactly as it would alone (see
+    /// `BeginWrite`, `CommitWrite`), seeing the writes before it, and gets its own answer, in
+    /// order. A connection may appear more than once (`group::rounds`).
+    async fn write_rotations(
+        &self,
+        writes: &[RotationWrite],
+    ) -> Result<Vec<RotationWritten>, StoreError>;
 
     /// Inserts or, by attempt id, updates one lineage entry.
     async fn record_attempt(&self, attempt: &RefreshAttempt) -> Result<(), StoreError>;
