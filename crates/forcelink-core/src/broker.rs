@@ -142,6 +142,8 @@ pub struct Broker {
     /// When a successful refresh should next look for an app incident to clear (unix seconds;
     /// 0 = now). Saves a store write per refresh while nothing is wrong.
     pub(crate) incident_check_at: std::sync::atomic::AtomicI64,
+    /// In-flight records and commits of concurrent refreshes, written in groups.
+    pub(crate) rotations: crate::group_commit::GroupCommit,
 }
 
 impl Broker {
@@ -153,6 +155,7 @@ impl Broker {
         settings: BrokerSettings,
     ) -> Self {
         Self {
+            rotations: crate::group_commit::GroupCommit::new(store.clone()),
             store,
             salesforce,
             ring,

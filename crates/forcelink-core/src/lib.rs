@@ -10,6 +10,7 @@ pub mod clock;
 pub mod connection;
 pub mod disconnect;
 mod expiry;
+mod group_commit;
 pub mod heartbeat;
 pub mod ids;
 pub mod lineage;
