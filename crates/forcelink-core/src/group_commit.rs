@@ -3,9 +3,10 @@
 //!
 //! Each refresh hands its write to one writer task per broker and waits for its own answer.
 //! The writer takes whatever is queued (up to `MAX_GROUP`), applies it with one
-//! `Store::write_rotations` call and answers every waiter individually. Nothing waits on a
-//! timer: writes that arrive while a group is being written form the next group, so a lone
-//! refresh is written at once and a busy heartbeat gets large groups. If a group fails as a
+//! `Store::write_rotations` call and answers every waiter individually. A lone write (nothing
+//! else queued, now or in the last group) is written at once; under load (a heartbeat round,
+//! a refresh storm) the writer lingers a millisecond or a few (`LINGER`, while more keep
+//! arriving) so the other refreshes in flight join the group, which is what makes groups large. If a group fails as a
 //! whole, each of its writes is tried again alone, so one bad write cannot fail the others.
 //! A waiter is answered only after its group's transaction is durable (or failed); the number
 //! of writes that a crash can catch in flight is bounded by the refreshes in flight, as before.
@@ -19,6 +20,11 @@ use crate::store::{RotationWrite, RotationWritten, Store, StoreError};
 
 /// At most this many writes per group (and so per transaction).
 const MAX_GROUP: usize = 128;
+
+/// How long a group waits for more writes while others are arriving (tokio's timer rounds
+/// this up to its millisecond tick), and how often it waits again while more keep arriving.
+const LINGER: std::time::Duration = std::time::Duration::from_micros(500);
+const MAX_LINGERS: u32 = 3;
 
 type Answer = Result<RotationWritten, StoreError>;
 
@@ -111,26 +117,45 @@ impl std::fmt::Debug for Queued {
 /// The writer task: ends when every handle is gone.
 async fn run(store: Arc<dyn Store>, mut queue: mpsc::UnboundedReceiver<Queued>) {
     let mut group: Vec<Queued> = Vec::with_capacity(MAX_GROUP);
+    let mut last_group = 0;
     loop {
         if queue.recv_many(&mut group, MAX_GROUP).await == 0 {
             return;
         }
-        if group.len() < MAX_GROUP {
-            // Let refreshes that are about to write join this group.
-            tokio::task::yield_now().await;
-            while group.len() < MAX_GROUP {
-                match queue.try_recv() {
-                    Ok(queued) => group.push(queued),
-                    Err(_) => break,
-                }
+        // Let refreshes that are about to write join this group.
+        tokio::task::yield_now().await;
+        take_queued(&mut queue, &mut group);
+        // Others are writing too: wait for more of them while they keep coming.
+        let mut lingered = 0;
+        while (group.len() > 1 || last_group > 1)
+            && group.len() < MAX_GROUP
+            && lingered < MAX_LINGERS
+        {
+            let before = group.len();
+            tokio::time::sleep(LINGER).await;
+            lingered += 1;
+            take_queued(&mut queue, &mut group);
+            if group.len() == before {
+                break;
             }
         }
+        last_group = group.len();
         write_group(store.as_ref(), &mut group).await;
+    }
+}
+
+fn take_queued(queue: &mut mpsc::UnboundedReceiver<Queued>, group: &mut Vec<Queued>) {
+    while group.len() < MAX_GROUP {
+        match queue.try_recv() {
+            Ok(queued) => group.push(queued),
+            Err(_) => break,
+        }
     }
 }
 
 async fn write_group(store: &dyn Store, group: &mut Vec<Queued>) {
     metrics::histogram!("forcelink_rotation_group_size").record(group.len() as f64);
+    tracing::debug!(writes = group.len(), "writing a rotation group");
     let (writes, answers): (Vec<RotationWrite>, Vec<oneshot::Sender<Answer>>) = group
         .drain(..)
         .map(|queued| (queued.write, queued.answer))
