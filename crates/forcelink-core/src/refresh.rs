@@ -312,18 +312,19 @@ impl Broker {
             }
             Err(error) => return Step::Fail(error.into()),
         }
-        let renewal = self.keep_lease(&key);
         let started = std::time::Instant::now();
-        let result = self
-            .salesforce
-            .refresh(RefreshGrant {
-                login_host: &connection.login_host,
-                client: &self.settings.client,
-                refresh_token: &refresh_token,
-            })
-            .await;
+        let request = self.salesforce.refresh(RefreshGrant {
+            login_host: &connection.login_host,
+            client: &self.settings.client,
+            refresh_token: &refresh_token,
+        });
+        // The lease is renewed alongside the request, in this task, until the answer is in.
+        let result = tokio::select! {
+            biased;
+            result = request => result,
+            never = self.keep_lease(&key) => match never {},
+        };
         let latency = started.elapsed();
-        renewal.abort();
         match result {
             Ok(response) => {
                 self.rotated(&connection, &attempt, response, latency, heartbeat)
@@ -337,30 +338,30 @@ impl Broker {
     }
 
     /// Renews the lease while a request is in flight, so it never lapses under a slow answer.
-    fn keep_lease(&self, key: &ConnectionKey) -> tokio::task::JoinHandle<()> {
-        let store = self.store.clone();
-        let clock = self.clock.clone();
-        let key = key.clone();
-        let owner = self.settings.instance_id.clone();
+    /// Never finishes: it is dropped when the answer arrives.
+    async fn keep_lease(&self, key: &ConnectionKey) -> std::convert::Infallible {
+        let owner = self.settings.instance_id.as_str();
         let ttl = self.settings.lease_ttl;
         let every = (ttl / 3)
             .to_std()
             .unwrap_or(StdDuration::from_secs(5))
             .max(StdDuration::from_millis(50));
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                match store.renew_lease(&key, &owner, clock.now() + ttl).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::error!(connection = %key, "lost the refresh lease while a request was in flight");
-                        return;
-                    }
-                    Err(error) => {
-                        tracing::warn!(connection = %key, %error, "renewing the refresh lease failed")
-                    }
+        loop {
+            tokio::time::sleep(every).await;
+            match self
+                .store
+                .renew_lease(key, owner, self.clock.now() + ttl)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::error!(connection = %key, "lost the refresh lease while a request was in flight");
+                    return std::future::pending().await;
+                }
+                Err(error) => {
+                    tracing::warn!(connection = %key, %error, "renewing the refresh lease failed")
                 }
             }
-        })
+        }
     }
 }
