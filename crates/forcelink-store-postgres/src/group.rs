@@ -252,6 +252,10 @@ async fn why_not_committed(
     })
 }
 
+/// Writes the lineage entries of the writes that took effect. A commit's entry finishes the
+/// pending one its begin wrote (same attempt id, connection, instance, start and presented
+/// token): only the columns a finish sets are updated, so the lineage's indexes (by
+/// connection, by presented token) are not rewritten.
 async fn record_all(
     connection: &mut PgConnection,
     attempts: &[&RefreshAttempt],
@@ -269,10 +273,7 @@ async fn record_all(
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
          $5::timestamptz[], $6::timestamptz[], $7::text[], $8::text[], $9::int8[], $10::text[], \
          $11::text[], $12::text[], $13::bool[]) \
-         ON CONFLICT (attempt_id) DO UPDATE SET org_id = excluded.org_id, \
-         context = excluded.context, instance = excluded.instance, \
-         started_at = excluded.started_at, finished_at = excluded.finished_at, \
-         old_refresh_hash = excluded.old_refresh_hash, \
+         ON CONFLICT (attempt_id) DO UPDATE SET finished_at = excluded.finished_at, \
          new_refresh_hash = excluded.new_refresh_hash, latency_ms = excluded.latency_ms, \
          outcome = excluded.outcome, detail = excluded.detail, egress = excluded.egress, \
          recovery = excluded.recovery",

@@ -31,7 +31,9 @@ pub struct BeginWrite {
 
 /// Commits refreshed tokens, as `Store::commit_refresh` does with `Some(attempt_id)`, and in
 /// the same transaction releases the lease if `lease_owner` holds it and writes `attempt`
-/// (the finished lineage entry). Nothing is written unless the commit is.
+/// (the finished lineage entry). Nothing is written unless the commit is. If the attempt's
+/// pending entry exists (its begin wrote it), only the fields a finish sets are updated:
+/// finished_at, new hash, latency, outcome, detail, egress, recovery.
 #[derive(Debug, Clone)]
 pub struct CommitWrite {
     pub key: ConnectionKey,
