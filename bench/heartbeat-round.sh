@@ -3,7 +3,7 @@
 # runs `forcelink bench heartbeat-round` on SQLite (database on disk), SQLite with the database on
 # tmpfs (/dev/shm, no real fsync) and PostgreSQL. The table goes to stdout and to
 # target/bench/heartbeat-round-VARIANT.txt, the JSON line to target/bench/heartbeat-round-VARIANT.json,
-# forcelink's logs (default level: one info line per refresh) to target/bench/heartbeat-round-VARIANT.log.
+# forcelink's logs (default level info; a heartbeat refresh logs at debug) to target/bench/heartbeat-round-VARIANT.log.
 #
 #   bench/heartbeat-round.sh                          # N=100000, concurrency 32, all three variants
 #   N=20000 CONCURRENCY=8,32 bench/heartbeat-round.sh

@@ -144,6 +144,8 @@ pub struct Broker {
     pub(crate) incident_check_at: std::sync::atomic::AtomicI64,
     /// Poked when an event is recorded or an endpoint added, so the webhook worker runs now.
     pub(crate) webhook_wake: tokio::sync::Notify,
+    /// In-flight records and commits of concurrent refreshes, written in groups.
+    pub(crate) rotations: crate::group_commit::GroupCommit,
 }
 
 impl Broker {
@@ -155,6 +157,7 @@ impl Broker {
         settings: BrokerSettings,
     ) -> Self {
         Self {
+            rotations: crate::group_commit::GroupCommit::new(store.clone()),
             store,
             salesforce,
             ring,

@@ -134,17 +134,21 @@ impl Broker {
         pacer: &HostPacer,
     ) -> Beat {
         let key = connection.key.clone();
+        let claimed_generation = connection.generation;
         let lock = self.refresh_lock(&key);
         let outcome = {
             let _single_flight = lock.lock().await;
-            pacer
-                .pace(&connection.login_host.origin(), settings.per_host_rate)
-                .await;
-            // The refresh path re-reads the connection under the lease and refreshes only if
-            // the heartbeat is still due (another instance may have used the token meanwhile).
-            match self.obtain_forced(&key).await {
-                // The refresh path took and released the lease itself.
-                Ok(token) if token.generation > connection.generation => (Beat::Refreshed, false),
+            if settings.per_host_rate > 0.0 {
+                pacer
+                    .pace(&connection.login_host.origin(), settings.per_host_rate)
+                    .await;
+            }
+            // The refresh path starts from the claimed row under the claim's lease, and its
+            // compare-and-swap catches anything that changed since (another instance may have
+            // used the token meanwhile); then it re-reads, and refreshes only if still due.
+            match self.obtain_claimed(connection).await {
+                // The refresh path released the lease itself (with its commit).
+                Ok(token) if token.generation > claimed_generation => (Beat::Refreshed, false),
                 // Not due any more (used meanwhile): the claim's lease is still ours.
                 Ok(_) => (Beat::Skipped, true),
                 Err(error) => {

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod connection;
 pub mod disconnect;
 mod expiry;
+mod group_commit;
 pub mod heartbeat;
 pub mod ids;
 pub mod lineage;
@@ -47,8 +48,9 @@ pub use secret::{
     StateToken,
 };
 pub use store::{
-    AgentKeyStore, CommitOutcome, Event, EventFilter, GrantWrite, Incident, LeaseOutcome, NewEvent,
-    PendingAuthorization, RefreshAttempt, RefreshWrite, RotationEnd, SavedGrant, SealedField,
-    SealedPage, SealedRef, SealedRow, SealedValue, Store, StoreError, WebhookStore,
+    AgentKeyStore, BeginWrite, CommitOutcome, CommitWrite, Event, EventFilter, GrantWrite,
+    Incident, LeaseOutcome, NewEvent, PendingAuthorization, RefreshAttempt, RefreshWrite,
+    RotationEnd, RotationWrite, RotationWritten, SavedGrant, SealedField, SealedPage, SealedRef,
+    SealedRow, SealedValue, Store, StoreError, WebhookStore,
 };
 pub use vault::{KeyRing, Sealed, VaultError};

@@ -1,8 +1,10 @@
 //! Rotation lineage: every refresh attempt recorded (instance, time, token hashes, latency,
 //! outcome), the compromise heuristic, and the timeline export for a report to Salesforce.
 //!
-//! Only SHA-256 hashes of refresh tokens are recorded, never the tokens. A lineage write that
-//! fails is logged; it never blocks a refresh.
+//! Only SHA-256 hashes of refresh tokens are recorded, never the tokens. The entries of a
+//! refresh that starts and of one that commits are written in the same transaction as its
+//! in-flight record and its commit (`group_commit`); a lineage write on its own (a failed
+//! attempt) that fails is logged, it never blocks a refresh.
 
 use std::time::Duration as StdDuration;
 
@@ -70,8 +72,15 @@ impl From<RefreshAttempt> for AttemptView {
     }
 }
 
+/// Counts a finished attempt in the metrics.
+pub(crate) fn count_attempt(outcome: &str, latency: StdDuration) {
+    metrics::counter!("forcelink_refreshes_total", "outcome" => outcome.to_string()).increment(1);
+    metrics::histogram!("forcelink_refresh_seconds").record(latency.as_secs_f64());
+}
+
 impl Broker {
-    fn attempt_record(
+    /// The lineage entry of an attempt as it starts (outcome `pending`).
+    pub(crate) fn attempt_record(
         &self,
         connection: &Connection,
         attempt: &RotationInFlight,
@@ -93,17 +102,26 @@ impl Broker {
         }
     }
 
-    pub(crate) async fn lineage_started(
+    /// The lineage entry of an attempt that ended with `outcome`.
+    pub(crate) fn finished_record(
         &self,
         connection: &Connection,
         attempt: &RotationInFlight,
-    ) {
-        let record = self.attempt_record(connection, attempt);
-        if let Err(error) = self.store.record_attempt(&record).await {
-            tracing::error!(connection = %connection.key, %error, "recording a refresh attempt failed");
-        }
+        outcome: &str,
+        new_hash: Option<String>,
+        detail: Option<&str>,
+        latency: StdDuration,
+    ) -> RefreshAttempt {
+        let mut record = self.attempt_record(connection, attempt);
+        record.finished_at = Some(self.clock.now());
+        record.new_refresh_hash = new_hash;
+        record.latency_ms = Some(i64::try_from(latency.as_millis()).unwrap_or(i64::MAX));
+        record.outcome = outcome.to_string();
+        record.detail = detail.map(str::to_string);
+        record
     }
 
+    /// Writes the lineage entry of an attempt that ended without a grouped commit.
     pub(crate) async fn finish_attempt(
         &self,
         connection: &Connection,
@@ -113,15 +131,8 @@ impl Broker {
         detail: Option<&str>,
         latency: StdDuration,
     ) {
-        metrics::counter!("forcelink_refreshes_total", "outcome" => outcome.to_string())
-            .increment(1);
-        metrics::histogram!("forcelink_refresh_seconds").record(latency.as_secs_f64());
-        let mut record = self.attempt_record(connection, attempt);
-        record.finished_at = Some(self.clock.now());
-        record.new_refresh_hash = new_hash;
-        record.latency_ms = Some(i64::try_from(latency.as_millis()).unwrap_or(i64::MAX));
-        record.outcome = outcome.to_string();
-        record.detail = detail.map(str::to_string);
+        count_attempt(outcome, latency);
+        let record = self.finished_record(connection, attempt, outcome, new_hash, detail, latency);
         if let Err(error) = self.store.record_attempt(&record).await {
             tracing::error!(connection = %connection.key, %error, "recording a refresh attempt failed");
         }

@@ -21,12 +21,16 @@ use crate::ids::ConnectionKey;
 use crate::pkce::hex;
 use crate::salesforce::RefreshGrant;
 use crate::secret::RefreshToken;
-use crate::store::{LeaseOutcome, SealedField, SealedRef};
+use crate::store::{
+    BeginWrite, LeaseOutcome, RotationWrite, RotationWritten, SealedField, SealedRef,
+};
 
 /// What one pass under the lease decided.
 #[derive(Debug)]
 pub(crate) enum Step {
     Done(IssuedToken),
+    /// Done, and the commit released the lease with the new tokens.
+    Committed(IssuedToken),
     /// Try again after this long (re-reading the store first), within the caller's wait.
     Retry {
         after: Duration,
@@ -51,30 +55,48 @@ impl Broker {
         key: &ConnectionKey,
         stale: Option<&str>,
     ) -> Result<IssuedToken, BrokerError> {
-        self.obtain_with(key, stale, false).await
+        self.obtain_with(key, stale, false, None).await
     }
 
-    /// Uses the refresh token now, even if the access token is fresh (the heartbeat). The
-    /// caller holds this process's single-flight lock for the connection.
-    pub(crate) async fn obtain_forced(
+    /// Uses the refresh token now, even if the access token is fresh (the heartbeat), starting
+    /// from `claimed`: the connection as the heartbeat's claim returned it, under a lease this
+    /// instance took. The caller holds this process's single-flight lock for the connection.
+    pub(crate) async fn obtain_claimed(
         &self,
-        key: &ConnectionKey,
+        claimed: Connection,
     ) -> Result<IssuedToken, BrokerError> {
-        self.obtain_with(key, None, true).await
+        let key = claimed.key.clone();
+        self.obtain_with(&key, None, true, Some(claimed)).await
     }
 
+    /// The refresh loop. A `claimed` connection stands in for the first round's read and lease
+    /// if this instance owns its lease: it may be stale by now, which the compare-and-swap of
+    /// `begin_rotation` (lease owner, generation, in-flight record) catches; the next round
+    /// then reads and leases as usual.
     async fn obtain_with(
         &self,
         key: &ConnectionKey,
         stale: Option<&str>,
         force: bool,
+        claimed: Option<Connection>,
     ) -> Result<IssuedToken, BrokerError> {
+        let owner = self.settings.instance_id.as_str();
+        let mut claimed = claimed.filter(|connection| {
+            connection.state == crate::connection::ConnectionState::Active
+                && connection
+                    .lease
+                    .as_ref()
+                    .is_some_and(|lease| lease.owner == owner)
+        });
         let deadline = self.clock.now() + self.settings.max_wait;
         let mut round: u32 = 0;
         let mut concurrent_left = self.settings.concurrent_retries;
         let mut transient_left = self.settings.transient_retries;
         loop {
-            let connection = self.load_active(key).await?;
+            let (connection, leased) = match claimed.take() {
+                Some(connection) => (connection, true),
+                None => (self.load_active(key).await?, false),
+            };
             // A lost rotation whose window has passed is settled first, fresh token or not.
             let force = force && self.heartbeat_still_due(&connection);
             let settle_first = force || self.lost_rotation_due(&connection);
@@ -82,12 +104,14 @@ impl Broker {
                 return Ok(token);
             }
             let now = self.clock.now();
-            let owner = self.settings.instance_id.as_str();
-            let step = match self
-                .store
-                .acquire_lease(key, owner, now, now + self.settings.lease_ttl)
-                .await?
-            {
+            let lease = if leased {
+                LeaseOutcome::Acquired(connection)
+            } else {
+                self.store
+                    .acquire_lease(key, owner, now, now + self.settings.lease_ttl)
+                    .await?
+            };
+            let step = match lease {
                 LeaseOutcome::Missing => return Err(BrokerError::NotFound(key.clone())),
                 LeaseOutcome::Busy { until, .. } => {
                     metrics::counter!("forcelink_lease_contention_total").increment(1);
@@ -98,14 +122,16 @@ impl Broker {
                 }
                 LeaseOutcome::Acquired(connection) => {
                     let step = self.under_lease(connection, stale, force).await;
-                    if let Err(error) = self.store.release_lease(key, owner).await {
+                    if !matches!(step, Step::Committed(_))
+                        && let Err(error) = self.store.release_lease(key, owner).await
+                    {
                         tracing::warn!(connection = %key, %error, "releasing the refresh lease failed; it expires by itself");
                     }
                     step
                 }
             };
             let (after, why) = match step {
-                Step::Done(token) => return Ok(token),
+                Step::Done(token) | Step::Committed(token) => return Ok(token),
                 Step::Fail(error) => return Err(error),
                 Step::Transient(error) if transient_left == 0 => return Err(error),
                 Step::Transient(_) => {
@@ -214,8 +240,7 @@ impl Broker {
         }
         match connection.in_flight.clone() {
             Some(lost) => self.recover(connection, lost).await,
-            // Nobody waits for a heartbeat's access token: its expiry need not be introspected.
-            None => self.rotate(connection, None, !force).await,
+            None => self.rotate(connection, None, force).await,
         }
     }
 
@@ -235,15 +260,17 @@ impl Broker {
             lost_attempt = %lost.attempt_id,
             "recovering from a refresh whose outcome was lost: trying the stored token once"
         );
-        self.rotate(connection, Some(lost), true).await
+        self.rotate(connection, Some(lost), false).await
     }
 
-    /// Sends one refresh with the stored token, recorded durably first.
+    /// Sends one refresh with the stored token, recorded durably first (with its lineage entry
+    /// and a renewed lease, in one group write). `heartbeat`: nobody waits for the access
+    /// token, so its expiry is not introspected and the refresh is logged at debug level.
     async fn rotate(
         &self,
         connection: Connection,
         replacing: Option<RotationInFlight>,
-        introspect: bool,
+        heartbeat: bool,
     ) -> Step {
         let key = connection.key.clone();
         let Some(sealed) = &connection.tokens.refresh_token else {
@@ -259,21 +286,25 @@ impl Broker {
             Ok(token) => RefreshToken::new(token),
             Err(error) => return Step::Fail(error),
         };
+        let now = self.clock.now();
         let attempt = RotationInFlight {
             attempt_id: uuid::Uuid::now_v7().to_string(),
             owner: self.settings.instance_id.clone(),
-            started_at: self.clock.now(),
+            started_at: now,
             old_refresh_hash: token_hash(refresh_token.expose()),
             recovery: replacing.is_some(),
         };
-        let replacing_id = replacing.as_ref().map(|r| r.attempt_id.as_str());
-        match self
-            .store
-            .begin_rotation(&key, connection.generation, replacing_id, &attempt)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
+        let begin = BeginWrite {
+            key: key.clone(),
+            expected_generation: connection.generation,
+            replacing: replacing.map(|lost| lost.attempt_id),
+            lease_until: now + self.settings.lease_ttl,
+            attempt: self.attempt_record(&connection, &attempt),
+            record: attempt.clone(),
+        };
+        match self.rotations.write(RotationWrite::Begin(begin)).await {
+            Ok(RotationWritten::Begun) => {}
+            Ok(_) => {
                 return Step::Retry {
                     after: Duration::zero(),
                     why: "the connection changed underneath",
@@ -281,22 +312,22 @@ impl Broker {
             }
             Err(error) => return Step::Fail(error.into()),
         }
-        self.lineage_started(&connection, &attempt).await;
-        let renewal = self.keep_lease(&key);
         let started = std::time::Instant::now();
-        let result = self
-            .salesforce
-            .refresh(RefreshGrant {
-                login_host: &connection.login_host,
-                client: &self.settings.client,
-                refresh_token: &refresh_token,
-            })
-            .await;
+        let request = self.salesforce.refresh(RefreshGrant {
+            login_host: &connection.login_host,
+            client: &self.settings.client,
+            refresh_token: &refresh_token,
+        });
+        // The lease is renewed alongside the request, in this task, until the answer is in.
+        let result = tokio::select! {
+            biased;
+            result = request => result,
+            never = self.keep_lease(&key) => match never {},
+        };
         let latency = started.elapsed();
-        renewal.abort();
         match result {
             Ok(response) => {
-                self.rotated(&connection, &attempt, response, latency, introspect)
+                self.rotated(&connection, &attempt, response, latency, heartbeat)
                     .await
             }
             Err(error) => {
@@ -307,30 +338,30 @@ impl Broker {
     }
 
     /// Renews the lease while a request is in flight, so it never lapses under a slow answer.
-    fn keep_lease(&self, key: &ConnectionKey) -> tokio::task::JoinHandle<()> {
-        let store = self.store.clone();
-        let clock = self.clock.clone();
-        let key = key.clone();
-        let owner = self.settings.instance_id.clone();
+    /// Never finishes: it is dropped when the answer arrives.
+    async fn keep_lease(&self, key: &ConnectionKey) -> std::convert::Infallible {
+        let owner = self.settings.instance_id.as_str();
         let ttl = self.settings.lease_ttl;
         let every = (ttl / 3)
             .to_std()
             .unwrap_or(StdDuration::from_secs(5))
             .max(StdDuration::from_millis(50));
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                match store.renew_lease(&key, &owner, clock.now() + ttl).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::error!(connection = %key, "lost the refresh lease while a request was in flight");
-                        return;
-                    }
-                    Err(error) => {
-                        tracing::warn!(connection = %key, %error, "renewing the refresh lease failed")
-                    }
+        loop {
+            tokio::time::sleep(every).await;
+            match self
+                .store
+                .renew_lease(key, owner, self.clock.now() + ttl)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::error!(connection = %key, "lost the refresh lease while a request was in flight");
+                    return std::future::pending().await;
+                }
+                Err(error) => {
+                    tracing::warn!(connection = %key, %error, "renewing the refresh lease failed")
                 }
             }
-        })
+        }
     }
 }

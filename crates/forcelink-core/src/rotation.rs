@@ -20,7 +20,9 @@ use crate::cache::IssuedToken;
 use crate::connection::{Connection, ConnectionHealth, ConnectionState, RotationInFlight};
 use crate::refresh::{Step, token_hash};
 use crate::salesforce::{DeadGrantReason, SalesforceError, TokenResponse, verify_signature};
-use crate::store::{CommitOutcome, RefreshWrite, RotationEnd, SealedField, SealedRef};
+use crate::store::{
+    CommitWrite, RefreshWrite, RotationEnd, RotationWrite, RotationWritten, SealedField, SealedRef,
+};
 
 /// Incident kind for an app-wide client misconfiguration.
 pub const APP_MISCONFIGURED: &str = "app_misconfigured";
@@ -34,7 +36,7 @@ impl Broker {
         attempt: &RotationInFlight,
         response: TokenResponse,
         latency: StdDuration,
-        introspect: bool,
+        heartbeat: bool,
     ) -> Step {
         let key = &connection.key;
         if !self.refresh_response_matches(connection, &response) {
@@ -75,34 +77,56 @@ impl Broker {
             .refresh_token
             .as_ref()
             .map(|token| token_hash(token.expose()));
-        let commit = self
-            .store
-            .commit_refresh(
-                key,
-                connection.generation,
-                Some(&attempt.attempt_id),
-                &write,
-            )
-            .await;
-        match commit {
-            Ok(CommitOutcome::Committed(stored)) => {
-                let outcome = if new_hash.is_some() {
-                    "rotated"
+        let outcome = if new_hash.is_some() {
+            "rotated"
+        } else {
+            "refreshed"
+        };
+        let instance_url = write.instance_url.clone();
+        // The finished lineage entry and the lease release go with the commit, in its group.
+        let commit = CommitWrite {
+            key: key.clone(),
+            expected_generation: connection.generation,
+            attempt_id: attempt.attempt_id.clone(),
+            lease_owner: self.settings.instance_id.clone(),
+            attempt: self.finished_record(
+                connection,
+                attempt,
+                outcome,
+                new_hash.clone(),
+                None,
+                latency,
+            ),
+            write,
+        };
+        match self.rotations.write(RotationWrite::Commit(commit)).await {
+            Ok(RotationWritten::Committed { generation }) => {
+                crate::lineage::count_attempt(outcome, latency);
+                if heartbeat {
+                    tracing::debug!(
+                        connection = %key,
+                        generation,
+                        rotated = response.refresh_token.is_some(),
+                        latency_ms = latency.as_millis() as u64,
+                        "heartbeat refreshed"
+                    );
                 } else {
-                    "refreshed"
-                };
-                self.finish_attempt(connection, attempt, outcome, new_hash, None, latency)
-                    .await;
-                tracing::info!(
-                    connection = %key,
-                    generation = stored.generation,
-                    rotated = response.refresh_token.is_some(),
-                    recovery = attempt.recovery,
-                    latency_ms = latency.as_millis() as u64,
-                    "refreshed"
-                );
+                    tracing::info!(
+                        connection = %key,
+                        generation,
+                        rotated = response.refresh_token.is_some(),
+                        recovery = attempt.recovery,
+                        latency_ms = latency.as_millis() as u64,
+                        "refreshed"
+                    );
+                }
                 if attempt.recovery || connection.health != ConnectionHealth::Ok {
-                    self.emit("connection.recovered", Some(key), json!({ "generation": stored.generation, "after": connection.health.as_str() })).await;
+                    self.emit(
+                        "connection.recovered",
+                        Some(key),
+                        json!({ "generation": generation, "after": connection.health.as_str() }),
+                    )
+                    .await;
                 }
                 if self.incident_check_due()
                     && let Ok(true) = self.store.clear_incident(APP_MISCONFIGURED, now).await
@@ -116,21 +140,22 @@ impl Broker {
                 }
                 let token = IssuedToken {
                     access_token: response.access_token,
-                    instance_url: stored.instance_url.clone(),
+                    instance_url,
                     issued_at,
                     expires_at,
-                    generation: stored.generation,
+                    generation,
                 };
                 self.cache.put(key, &token);
-                if introspect {
+                // Nobody waits for a heartbeat's access token: its expiry need not be learnt.
+                if !heartbeat {
                     self.learn_expiry(
                         key,
-                        stored.generation,
+                        generation,
                         &connection.login_host,
                         token.access_token.clone(),
                     );
                 }
-                Step::Done(token)
+                Step::Committed(token)
             }
             Ok(other) => {
                 // We held the lease and the in-flight record: this must not happen. The new

@@ -31,7 +31,18 @@ impl LoginHost {
         Some(Self(base))
     }
     pub fn parse(text: &str) -> Option<Self> {
-        Url::parse(text).ok().as_ref().and_then(Self::from_url)
+        let url = Url::parse(text).ok()?;
+        // Already a bare origin (as every stored row holds it): keep it, no second parse.
+        let bare = url.host_str().is_some()
+            && url.path() == "/"
+            && url.query().is_none()
+            && url.fragment().is_none()
+            && url.username().is_empty()
+            && url.password().is_none();
+        if bare {
+            return Some(Self(url));
+        }
+        Self::from_url(&url)
     }
     pub fn url(&self) -> &Url {
         &self.0
@@ -308,6 +319,20 @@ pub trait SalesforceOAuth: Send + Sync + fmt::Debug + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn login_host_parse_of_an_origin_equals_the_slow_path() {
+        for text in [
+            "https://login.salesforce.com",
+            "https://test.salesforce.com:8443/",
+            "http://127.0.0.1:4100",
+            "https://Acme.My.Salesforce.com/services/oauth2/token?x=1",
+            "https://user@acme.my.salesforce.com",
+        ] {
+            let slow = Url::parse(text).ok().as_ref().and_then(LoginHost::from_url);
+            assert_eq!(LoginHost::parse(text), slow, "{text}");
+        }
+    }
 
     #[test]
     fn signature_matches_salesforce_hmac_of_id_and_issued_at() {

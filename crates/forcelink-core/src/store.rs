@@ -21,10 +21,12 @@ pub mod agents;
 #[cfg(feature = "test-support")]
 pub mod conformance;
 pub mod cursor;
+pub mod group;
 pub mod webhooks;
 
 pub use agents::AgentKeyStore;
 pub use cursor::SealedCursor;
+pub use group::{BeginWrite, CommitWrite, RotationWrite, RotationWritten};
 pub use webhooks::{
     AttemptWrite, ClaimedDelivery, DeliveryAttempt, DeliveryFilter, DeliveryNext, DeliveryState,
     EndpointSource, EndpointWrite, Enqueued, WebhookDelivery, WebhookEndpoint, WebhookStore,
@@ -372,6 +374,15 @@ pub trait Store: AgentKeyStore + WebhookStore + Send + Sync + fmt::Debug + 'stat
         detail: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+
+    /// Applies a group of rotation writes in order, all in one transaction: either every write
+    /// is applied or, with an error, none is. Each write acts exactly as it would alone (see
+    /// `BeginWrite`, `CommitWrite`), seeing the writes before it, and gets its own answer, in
+    /// order. A connection may appear more than once (`group::rounds`).
+    async fn write_rotations(
+        &self,
+        writes: &[RotationWrite],
+    ) -> Result<Vec<RotationWritten>, StoreError>;
 
     /// Inserts or, by attempt id, updates one lineage entry.
     async fn record_attempt(&self, attempt: &RefreshAttempt) -> Result<(), StoreError>;

@@ -9,6 +9,7 @@
 mod agents;
 mod connections;
 mod events;
+mod group;
 mod heartbeat;
 mod leases;
 mod lineage;
@@ -24,8 +25,8 @@ use chrono::{DateTime, Utc};
 use forcelink_core::{
     CommitOutcome, Connection, ConnectionHealth, ConnectionKey, ConnectionState, Event,
     EventFilter, GrantWrite, Incident, LeaseOutcome, NewEvent, PendingAuthorization,
-    RefreshAttempt, RefreshWrite, RotationEnd, RotationInFlight, SavedGrant, Sealed, SealedPage,
-    SealedRef, Store, StoreError,
+    RefreshAttempt, RefreshWrite, RotationEnd, RotationInFlight, RotationWrite, RotationWritten,
+    SavedGrant, Sealed, SealedPage, SealedRef, Store, StoreError,
 };
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -155,6 +156,13 @@ impl Store for PostgresStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         rotation::set_health(self.pool(), key, health, detail, now).await
+    }
+
+    async fn write_rotations(
+        &self,
+        writes: &[RotationWrite],
+    ) -> Result<Vec<RotationWritten>, StoreError> {
+        group::write(self.pool(), writes).await
     }
 
     async fn record_attempt(&self, attempt: &RefreshAttempt) -> Result<(), StoreError> {

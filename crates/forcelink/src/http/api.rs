@@ -5,9 +5,9 @@
 //! code and changes nothing.
 
 use axum::Json;
-use axum::response::IntoResponse;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use forcelink_core::{BrokerError, Connection, ConnectionContext, ConnectionKey, OrgId};
 use serde::{Deserialize, Serialize};

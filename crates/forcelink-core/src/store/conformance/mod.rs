@@ -12,6 +12,7 @@ mod commits;
 mod events;
 mod fixtures;
 mod grants;
+mod groups;
 mod heartbeat;
 mod leases;
 mod lineage;
@@ -32,6 +33,7 @@ use at_risk::*;
 use commits::*;
 use events::*;
 use grants::*;
+use groups::*;
 use heartbeat::*;
 use leases::*;
 use lineage::*;
@@ -93,6 +95,9 @@ pub fn checks() -> Vec<Check> {
         check!(end_rotation_with_a_state_marks_the_grant_dead),
         check!(reconnect_clears_the_record_and_health_but_not_the_lease),
         check!(set_health_sets_health_and_detail),
+        check!(grouped_begins_are_fenced_like_begin_rotation),
+        check!(grouped_commits_are_fenced_like_commit_refresh_and_release_the_lease),
+        check!(a_group_applies_writes_to_one_connection_in_order),
         check!(record_attempt_upserts_and_both_queries_find_it),
         check!(lineage_and_events_survive_deleting_the_connection),
         check!(events_have_increasing_ids_and_filter_by_key_cursor_and_limit),

@@ -1,0 +1,250 @@
+//! Groups of rotation writes on SQLite: many refreshes' in-flight records and commits in one
+//! `BEGIN IMMEDIATE` transaction, so one fsync and a handful of statements serve the group.
+//!
+//! Each round of a group (`group::rounds`: no connection twice) is at most three set-based
+//! statements: one `WITH w(…) AS (VALUES …) UPDATE … FROM w … RETURNING` for the begins, one
+//! for the commits, and one multi-row lineage upsert for the writes that took effect. Every row
+//! keeps the condition of the single-row statement it stands for (`rotation::begin`,
+//! `connections::commit_refresh`), so a group answers each write as it would alone. This
+//! module must not read SQLite's clock.
+
+use std::collections::HashMap;
+
+use forcelink_core::store::group::rounds;
+use forcelink_core::{
+    BeginWrite, CommitWrite, RefreshAttempt, RotationWrite, RotationWritten, StoreError,
+};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{AssertSqlSafe, Row, Sqlite, SqliteConnection, SqlitePool};
+
+use crate::rows::{micros, unavailable};
+
+pub(crate) async fn write(
+    pool: &SqlitePool,
+    writes: &[RotationWrite],
+) -> Result<Vec<RotationWritten>, StoreError> {
+    let mut written = vec![RotationWritten::NotBegun; writes.len()];
+    if writes.is_empty() {
+        return Ok(written);
+    }
+    let mut transaction = pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(unavailable("write_rotations begin"))?;
+    for round in rounds(writes) {
+        let mut begins = Vec::new();
+        let mut commits = Vec::new();
+        for index in round {
+            match &writes[index] {
+                RotationWrite::Begin(begin) => begins.push((index, begin)),
+                RotationWrite::Commit(commit) => commits.push((index, commit)),
+            }
+        }
+        let mut lineage: Vec<&RefreshAttempt> = Vec::new();
+        if !begins.is_empty() {
+            let begun = begin_all(&mut transaction, &begins).await?;
+            for (index, begin) in &begins {
+                if begun.contains_key(&key_of(&begin.key)) {
+                    written[*index] = RotationWritten::Begun;
+                    lineage.push(&begin.attempt);
+                }
+            }
+        }
+        if !commits.is_empty() {
+            let committed = commit_all(&mut transaction, &commits).await?;
+            for (index, commit) in &commits {
+                written[*index] = match committed.get(&key_of(&commit.key)) {
+                    Some(generation) => {
+                        lineage.push(&commit.attempt);
+                        RotationWritten::Committed {
+                            generation: *generation,
+                        }
+                    }
+                    None => why_not_committed(&mut transaction, commit).await?,
+                };
+            }
+        }
+        if !lineage.is_empty() {
+            record_all(&mut transaction, &lineage).await?;
+        }
+    }
+    transaction
+        .commit()
+        .await
+        .map_err(unavailable("write_rotations commit"))?;
+    Ok(written)
+}
+
+type Key = (String, String);
+
+fn key_of(key: &forcelink_core::ConnectionKey) -> Key {
+    (
+        key.org_id.as_str().to_string(),
+        key.context.as_str().to_string(),
+    )
+}
+
+/// `(?, ?, …), (?, ?, …)`: `rows` rows of `columns` placeholders.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    vec![row; rows].join(", ")
+}
+
+/// The keys a statement's `RETURNING org_id, context[, generation]` gave back.
+fn returned(rows: &[SqliteRow]) -> Result<HashMap<Key, i64>, StoreError> {
+    rows.iter()
+        .map(|row| {
+            let org: String = row.try_get(0).map_err(unavailable("returning org_id"))?;
+            let context: String = row.try_get(1).map_err(unavailable("returning context"))?;
+            let generation: i64 = if row.len() > 2 {
+                row.try_get(2)
+                    .map_err(unavailable("returning generation"))?
+            } else {
+                0
+            };
+            Ok(((org, context), generation))
+        })
+        .collect()
+}
+
+async fn begin_all(
+    connection: &mut SqliteConnection,
+    begins: &[(usize, &BeginWrite)],
+) -> Result<HashMap<Key, i64>, StoreError> {
+    let sql = format!(
+        "WITH w(w_org, w_context, w_owner, w_generation, w_attempt, w_started, w_hash, \
+         w_recovery, w_replacing, w_until) AS (VALUES {}) \
+         UPDATE connections SET inflight_attempt = w_attempt, inflight_owner = w_owner, \
+         inflight_started_at = w_started, inflight_old_hash = w_hash, \
+         inflight_recovery = w_recovery, lease_until = w_until \
+         FROM w WHERE org_id = w_org AND context = w_context AND lease_owner = w_owner \
+         AND generation = w_generation AND inflight_attempt IS w_replacing \
+         RETURNING org_id, context",
+        placeholders(begins.len(), 10)
+    );
+    let mut query = sqlx::query::<Sqlite>(AssertSqlSafe(sql));
+    for (_, begin) in begins {
+        query = query
+            .bind(begin.key.org_id.as_str())
+            .bind(begin.key.context.as_str())
+            .bind(&begin.record.owner)
+            .bind(begin.expected_generation)
+            .bind(&begin.record.attempt_id)
+            .bind(micros(begin.record.started_at))
+            .bind(&begin.record.old_refresh_hash)
+            .bind(begin.record.recovery)
+            .bind(begin.replacing.as_deref())
+            .bind(micros(begin.lease_until));
+    }
+    let rows = query
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(unavailable("write_rotations begin_rotation"))?;
+    returned(&rows)
+}
+
+async fn commit_all(
+    connection: &mut SqliteConnection,
+    commits: &[(usize, &CommitWrite)],
+) -> Result<HashMap<Key, i64>, StoreError> {
+    let sql = format!(
+        "WITH w(w_org, w_context, w_generation, w_attempt, w_access, w_issued, w_expires, \
+         w_refresh, w_instance, w_refreshed, w_due, w_owner) AS (VALUES {}) \
+         UPDATE connections SET access_token = w_access, access_issued_at = w_issued, \
+         access_expires_at = w_expires, refresh_token = COALESCE(w_refresh, refresh_token), \
+         rotation_seen = CASE WHEN w_refresh IS NULL THEN rotation_seen ELSE 1 END, \
+         instance_url = w_instance, last_refresh_at = w_refreshed, updated_at = w_refreshed, \
+         generation = generation + 1, health = 'ok', health_detail = NULL, \
+         inflight_attempt = NULL, inflight_owner = NULL, inflight_started_at = NULL, \
+         inflight_old_hash = NULL, inflight_recovery = 0, refresh_token_used_at = w_refreshed, \
+         heartbeat_due_at = w_due, at_risk_level = 0, \
+         lease_owner = CASE WHEN lease_owner = w_owner THEN NULL ELSE lease_owner END, \
+         lease_until = CASE WHEN lease_owner = w_owner THEN NULL ELSE lease_until END \
+         FROM w WHERE org_id = w_org AND context = w_context AND generation = w_generation \
+         AND inflight_attempt IS w_attempt \
+         RETURNING org_id, context, generation",
+        placeholders(commits.len(), 12)
+    );
+    let mut query = sqlx::query::<Sqlite>(AssertSqlSafe(sql));
+    for (_, commit) in commits {
+        let write = &commit.write;
+        query = query
+            .bind(commit.key.org_id.as_str())
+            .bind(commit.key.context.as_str())
+            .bind(commit.expected_generation)
+            .bind(&commit.attempt_id)
+            .bind(write.access_token.as_bytes())
+            .bind(micros(write.access_issued_at))
+            .bind(micros(write.access_expires_at))
+            .bind(write.refresh_token.as_ref().map(|sealed| sealed.as_bytes()))
+            .bind(&write.instance_url)
+            .bind(micros(write.refreshed_at))
+            .bind(micros(write.heartbeat_due_at))
+            .bind(&commit.lease_owner);
+    }
+    let rows = query
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(unavailable("write_rotations commit_refresh"))?;
+    returned(&rows)
+}
+
+/// A commit that did not match: stale (reported with the current generation) or missing.
+async fn why_not_committed(
+    connection: &mut SqliteConnection,
+    commit: &CommitWrite,
+) -> Result<RotationWritten, StoreError> {
+    let current: Option<i64> =
+        sqlx::query_scalar("SELECT generation FROM connections WHERE org_id = ?1 AND context = ?2")
+            .bind(commit.key.org_id.as_str())
+            .bind(commit.key.context.as_str())
+            .fetch_optional(&mut *connection)
+            .await
+            .map_err(unavailable("write_rotations commit read"))?;
+    Ok(match current {
+        Some(current_generation) => RotationWritten::Stale { current_generation },
+        None => RotationWritten::Missing,
+    })
+}
+
+/// Writes the lineage entries of the writes that took effect. A commit's entry finishes the
+/// pending one its begin wrote (same attempt id, connection, instance, start and presented
+/// token): only the columns a finish sets are updated, so the lineage's indexes (by
+/// connection, by presented token) are not rewritten.
+async fn record_all(
+    connection: &mut SqliteConnection,
+    attempts: &[&RefreshAttempt],
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT INTO refresh_attempts (attempt_id, org_id, context, instance, started_at, \
+         finished_at, old_refresh_hash, new_refresh_hash, latency_ms, outcome, detail, egress, \
+         recovery) VALUES {} \
+         ON CONFLICT (attempt_id) DO UPDATE SET finished_at = excluded.finished_at, \
+         new_refresh_hash = excluded.new_refresh_hash, latency_ms = excluded.latency_ms, \
+         outcome = excluded.outcome, detail = excluded.detail, egress = excluded.egress, \
+         recovery = excluded.recovery",
+        placeholders(attempts.len(), 13)
+    );
+    let mut query = sqlx::query::<Sqlite>(AssertSqlSafe(sql));
+    for attempt in attempts {
+        query = query
+            .bind(&attempt.attempt_id)
+            .bind(attempt.org_id.as_str())
+            .bind(attempt.context.as_str())
+            .bind(&attempt.instance)
+            .bind(micros(attempt.started_at))
+            .bind(attempt.finished_at.map(micros))
+            .bind(&attempt.old_refresh_hash)
+            .bind(attempt.new_refresh_hash.as_deref())
+            .bind(attempt.latency_ms)
+            .bind(&attempt.outcome)
+            .bind(attempt.detail.as_deref())
+            .bind(attempt.egress.as_deref())
+            .bind(attempt.recovery);
+    }
+    query
+        .execute(&mut *connection)
+        .await
+        .map_err(unavailable("write_rotations record_attempt"))?;
+    Ok(())
+}
