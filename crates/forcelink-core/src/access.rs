@@ -32,6 +32,20 @@ impl Broker {
             record_handout("cache", started);
             return Ok(token);
         }
+        // Boxed: the slow path's future is large (several KiB), and every cached handout would
+        // otherwise carry, move and zero it.
+        let result = Box::pin(self.access_token_slow(key, stale)).await;
+        record_handout(if result.is_ok() { "slow_path" } else { "error" }, started);
+        result
+    }
+
+    /// The single flight: wait for this process's refresh of `key`, or lead it.
+    async fn access_token_slow(
+        &self,
+        key: &ConnectionKey,
+        stale: Option<&str>,
+    ) -> Result<IssuedToken, BrokerError> {
+        let margin = self.settings.refresh_margin;
         let lock = self.refresh_lock(key);
         let result = {
             let _single_flight = lock.lock().await;
@@ -42,7 +56,6 @@ impl Broker {
         };
         drop(lock);
         self.forget_idle_lock(key);
-        record_handout(if result.is_ok() { "slow_path" } else { "error" }, started);
         result
     }
 

@@ -261,7 +261,7 @@ pub fn serve(
         broker: wiring.broker.clone(),
         hosts: wiring.hosts.clone(),
         admin_key_hash: http::auth::key_hash(admin_key),
-        public_url: config.server.public_url.clone(),
+        public_url: Arc::from(config.server.public_url.as_str()),
         agents: wiring.agents.clone(),
         proxy: Arc::new(http::proxy::Upstream::from_config(config)?),
     };

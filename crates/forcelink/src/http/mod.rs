@@ -28,7 +28,8 @@ pub struct AppState {
     pub broker: Arc<Broker>,
     pub hosts: Arc<LoginHostPolicy>,
     pub admin_key_hash: [u8; 32],
-    pub public_url: String,
+    /// Shared, not copied: the state is cloned for every request.
+    pub public_url: Arc<str>,
     pub agents: Arc<AgentKeys>,
     pub proxy: Arc<proxy::Upstream>,
 }
