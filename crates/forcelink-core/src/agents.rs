@@ -278,9 +278,16 @@ pub enum AgentDenied {
 
 /// Lowercase hex SHA-256 of a presented key.
 pub fn hash_agent_key(presented: &str) -> String {
-    let digest = Sha256::digest(presented.as_bytes());
+    hex(&key_digest(presented))
+}
+
+fn key_digest(presented: &str) -> [u8; 32] {
+    Sha256::digest(presented.as_bytes()).into()
+}
+
+fn hex(digest: &[u8; 32]) -> String {
     let mut hex = String::with_capacity(64);
-    for byte in digest {
+    for &byte in digest {
         hex.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
         hex.push(char::from_digit(u32::from(byte & 0x0f), 16).unwrap_or('0'));
     }
@@ -308,7 +315,8 @@ pub struct AgentKeys {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     cache_ttl: Duration,
-    cache: papaya::HashMap<String, CachedKey>,
+    /// By the SHA-256 of the key (bytes: the hot path formats no hex).
+    cache: papaya::HashMap<[u8; 32], CachedKey>,
 }
 
 impl fmt::Debug for AgentKeys {
@@ -365,7 +373,8 @@ impl AgentKeys {
             .revoke_agent_key(name_or_id.trim(), self.clock.now())
             .await?
             .ok_or_else(|| AgentKeyError::NotFound(name_or_id.trim().to_owned()))?;
-        self.cache.pin().remove(&revoked.key_hash);
+        let pinned = self.cache.pin();
+        pinned.retain(|_, cached| cached.key.id != revoked.id);
         Ok(revoked)
     }
 
@@ -374,19 +383,19 @@ impl AgentKeys {
         if !presented.starts_with(AGENT_KEY_PREFIX) {
             return Err(AgentDenied::Unknown);
         }
-        let hash = hash_agent_key(presented);
+        let digest = key_digest(presented);
         let now = self.clock.now();
-        let cached = self.cache.pin().get(&hash).cloned();
+        let cached = self.cache.pin().get(&digest).cloned();
         let key = match cached {
             Some(cached) if now - cached.checked_at < self.cache_ttl => cached.key,
             _ => {
-                let Some(found) = self.store.agent_key_by_hash(&hash).await? else {
-                    self.cache.pin().remove(&hash);
+                let Some(found) = self.store.agent_key_by_hash(&hex(&digest)).await? else {
+                    self.cache.pin().remove(&digest);
                     return Err(AgentDenied::Unknown);
                 };
                 let found = Arc::new(found);
                 self.cache.pin().insert(
-                    hash.clone(),
+                    digest,
                     CachedKey {
                         key: found.clone(),
                         checked_at: now,
@@ -402,14 +411,14 @@ impl AgentKeys {
             .last_used_at
             .is_none_or(|used| now - used >= LAST_USE_RESOLUTION);
         if stale_use {
-            self.note_use(&hash, &key, now).await;
+            self.note_use(&digest, &key, now).await;
         }
         Ok(key)
     }
 
     /// Records a use in the store (at most once per `LAST_USE_RESOLUTION` per key) and in
     /// the cache. A failed write is logged, not fatal: last use is information, not policy.
-    async fn note_use(&self, hash: &str, key: &Arc<AgentKey>, now: DateTime<Utc>) {
+    async fn note_use(&self, digest: &[u8; 32], key: &Arc<AgentKey>, now: DateTime<Utc>) {
         if let Err(error) = self.store.touch_agent_key(&key.id, now).await {
             tracing::warn!(agent = %key.name, %error, "could not record the agent key's last use");
             return;
@@ -417,10 +426,10 @@ impl AgentKeys {
         let mut updated = AgentKey::clone(key);
         updated.last_used_at = Some(now);
         let pinned = self.cache.pin();
-        if let Some(cached) = pinned.get(hash) {
+        if let Some(cached) = pinned.get(digest) {
             let checked_at = cached.checked_at;
             pinned.insert(
-                hash.to_owned(),
+                *digest,
                 CachedKey {
                     key: Arc::new(updated),
                     checked_at,
