@@ -14,18 +14,25 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::{Method, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use forcelink_core::{
     AccessToken, Capability, ConnectionContext, ConnectionKey, IssuedToken, OrgId,
 };
 use futures_util::StreamExt;
-use tokio::sync::Mutex;
 
 use crate::config::Config;
+use guard::{check_path, invalid_path, target_url};
+use headers::{forwarded_request_headers, returned_response_headers};
+use replay::Replay;
+
+mod guard;
+mod headers;
+mod replay;
+
 use crate::http::AppState;
 use crate::http::api::with_reconnect;
 use crate::http::auth::{Agent, denied};
@@ -111,221 +118,6 @@ pub async fn at_root(State(state): State<AppState>, agent: Agent, request: Reque
     };
     let services = request.uri().path().to_owned();
     forward(state, agent, org, services, request).await
-}
-
-fn invalid_path(message: &str) -> ApiError {
-    ApiError::bad_request("invalid_proxy_path", message)
-}
-
-/// Checks the raw (still percent-encoded) path that follows the org: `/services/...` made of
-/// plain segments only.
-pub fn check_path(raw: &str) -> Result<(), ApiError> {
-    if !raw.starts_with("/services/") {
-        return Err(invalid_path(
-            "only Salesforce API paths under /services/ are proxied",
-        ));
-    }
-    let segments: Vec<&str> = raw.split('/').skip(1).collect();
-    let last = segments.len().saturating_sub(1);
-    for (position, segment) in segments.into_iter().enumerate() {
-        if segment.is_empty() && position != last {
-            return Err(invalid_path("empty path segments (//) are not allowed"));
-        }
-        if segment == "." || segment == ".." {
-            return Err(invalid_path("dot segments (. and ..) are not allowed"));
-        }
-        if segment.contains('\\') {
-            return Err(invalid_path("backslashes are not allowed in the path"));
-        }
-        let bytes = segment.as_bytes();
-        let mut index = 0;
-        while let Some(offset) = bytes[index..].iter().position(|&b| b == b'%') {
-            let at = index + offset;
-            let hex = bytes.get(at + 1..at + 3).ok_or_else(|| {
-                invalid_path("a % in the path must start a percent-encoding (%XX)")
-            })?;
-            let decoded = std::str::from_utf8(hex)
-                .ok()
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-                .ok_or_else(|| {
-                    invalid_path("a % in the path must start a percent-encoding (%XX)")
-                })?;
-            if matches!(decoded, b'/' | b'\\' | b'.' | b'%') || decoded < 0x20 || decoded == 0x7f {
-                return Err(invalid_path(
-                    "encoded slashes, backslashes, dots, percent signs and control characters \
-                     are not allowed in the path",
-                ));
-            }
-            index = at + 3;
-        }
-    }
-    Ok(())
-}
-
-/// The full upstream URL: the instance's origin, the checked path, the query as sent. Refuses
-/// anything that would not stay on that origin under that path.
-pub fn target_url(
-    instance_url: &str,
-    path: &str,
-    query: Option<&str>,
-) -> Result<url::Url, ApiError> {
-    let base = url::Url::parse(instance_url).map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "invalid_instance_url",
-            "the connection's instance URL is not a URL",
-        )
-    })?;
-    let origin = base.origin().ascii_serialization();
-    let mut text = format!("{origin}{path}");
-    if let Some(query) = query {
-        text.push('?');
-        text.push_str(query);
-    }
-    let target = url::Url::parse(&text).map_err(|_| invalid_path("the path is not valid"))?;
-    if target.origin() != base.origin() || target.path() != path {
-        return Err(invalid_path(
-            "the path would leave the connection's instance",
-        ));
-    }
-    Ok(target)
-}
-
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
-}
-
-/// Header names listed in `Connection`, which are hop-by-hop too.
-fn connection_listed(headers: &HeaderMap) -> Vec<String> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(|name| name.trim().to_ascii_lowercase())
-        .filter(|name| !name.is_empty())
-        .collect()
-}
-
-/// What of the agent's request goes upstream.
-fn forwarded_request_headers(incoming: &HeaderMap) -> HeaderMap {
-    let listed = connection_listed(incoming);
-    let mut out = HeaderMap::with_capacity(incoming.len());
-    for (name, value) in incoming {
-        let text = name.as_str();
-        let dropped = is_hop_by_hop(name)
-            || listed.iter().any(|listed| listed == text)
-            || matches!(
-                text,
-                "host" | "authorization" | "cookie" | "x-sfdc-session" | "expect" | "forwarded"
-            )
-            || text.starts_with("x-forwarded-")
-            || text.starts_with("x-forcelink-");
-        if !dropped {
-            out.append(name.clone(), value.clone());
-        }
-    }
-    out
-}
-
-/// What of Salesforce's answer goes back.
-fn returned_response_headers(upstream: &HeaderMap) -> HeaderMap {
-    let listed = connection_listed(upstream);
-    let mut out = HeaderMap::with_capacity(upstream.len());
-    for (name, value) in upstream {
-        let text = name.as_str();
-        let dropped = is_hop_by_hop(name)
-            || listed.iter().any(|listed| listed == text)
-            || text == "set-cookie";
-        if !dropped {
-            out.append(name.clone(), value.clone());
-        }
-    }
-    out
-}
-
-/// The request body, kept while it streams so it can be sent again once.
-#[derive(Debug)]
-struct Replay {
-    state: Mutex<ReplayState>,
-    limit: u64,
-}
-
-#[derive(Debug)]
-struct ReplayState {
-    source: Option<axum::body::BodyDataStream>,
-    chunks: Vec<Bytes>,
-    total: u64,
-    exceeded: bool,
-}
-
-impl Replay {
-    fn new(body: Body, limit: u64) -> Arc<Replay> {
-        Arc::new(Replay {
-            state: Mutex::new(ReplayState {
-                source: Some(body.into_data_stream()),
-                chunks: Vec::new(),
-                total: 0,
-                exceeded: false,
-            }),
-            limit,
-        })
-    }
-
-    /// A body that yields what was kept, then goes on reading the agent's request.
-    fn body(self: &Arc<Replay>) -> reqwest::Body {
-        let stream =
-            futures_util::stream::unfold((self.clone(), 0usize), |(replay, index)| async move {
-                let mut state = replay.state.lock().await;
-                if let Some(chunk) = state.chunks.get(index).cloned() {
-                    drop(state);
-                    return Some((Ok(chunk), (replay, index + 1)));
-                }
-                let next = state.source.as_mut()?.next().await;
-                match next {
-                    Some(Ok(chunk)) => {
-                        state.total += chunk.len() as u64;
-                        if state.total > replay.limit {
-                            state.exceeded = true;
-                            state.source = None;
-                            drop(state);
-                            return Some((
-                                Err(std::io::Error::other("request body too large")),
-                                (replay, index),
-                            ));
-                        }
-                        state.chunks.push(chunk.clone());
-                        drop(state);
-                        Some((Ok(chunk), (replay, index + 1)))
-                    }
-                    Some(Err(error)) => {
-                        state.source = None;
-                        drop(state);
-                        Some((Err(std::io::Error::other(error)), (replay, index)))
-                    }
-                    None => {
-                        state.source = None;
-                        None
-                    }
-                }
-            });
-        reqwest::Body::wrap_stream(stream)
-    }
-
-    async fn exceeded(&self) -> bool {
-        self.state.lock().await.exceeded
-    }
 }
 
 fn too_large(limit: u64) -> ApiError {
@@ -535,17 +327,18 @@ async fn settle(
 fn relay(upstream: reqwest::Response) -> Response {
     let status = upstream.status();
     let headers = returned_response_headers(upstream.headers());
-    let body = Body::from_stream(upstream.bytes_stream());
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
-    response
+    respond(status, headers, Body::from_stream(upstream.bytes_stream()))
 }
 
+/// An answer whose body was read here (to look into a 401).
 fn buffered(status: StatusCode, headers: &HeaderMap, body: Vec<u8>) -> Response {
     let mut headers = returned_response_headers(headers);
     headers.remove(header::CONTENT_LENGTH);
-    let mut response = Response::new(Body::from(body));
+    respond(status, headers, Body::from(body))
+}
+
+fn respond(status: StatusCode, headers: HeaderMap, body: Body) -> Response {
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
@@ -562,107 +355,4 @@ async fn read_limited(response: reqwest::Response, limit: usize) -> Vec<u8> {
         }
     }
     body
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plain_services_paths_pass() {
-        for path in [
-            "/services/data/v59.0/query",
-            "/services/data/v59.0/query/",
-            "/services/data/v59.0/sobjects/Account/001000000000001AAA",
-            "/services/data/v59.0/query/01gXX-2000",
-            "/services/apexrest/My%20Class/x",
-            "/services/data/v59.0/sobjects/Account/Name:Acme",
-        ] {
-            check_path(path).unwrap_or_else(|error| panic!("{path}: {}", error.message));
-        }
-    }
-
-    #[test]
-    fn escapes_and_other_prefixes_are_refused() {
-        for path in [
-            "/services/../secret",
-            "/services/data/../../x",
-            "/services/./data",
-            "/services/%2e%2e/x",
-            "/services/%2E%2E/x",
-            "/services/data%2fv59.0",
-            "/services/data%2F..%2Fx",
-            "/services/data%5cx",
-            "/services/data\\x",
-            "/services//evil.example.com/x",
-            "/services/data//x/",
-            "/services/data%252e%252e",
-            "/services/data%00",
-            "/services/data%zz",
-            "/services/data%2",
-            "/other/data",
-            "/servicesx/data",
-            "//evil.example.com/services/data",
-            "",
-        ] {
-            assert!(check_path(path).is_err(), "{path} should be refused");
-        }
-    }
-
-    #[test]
-    fn the_target_stays_on_the_instance_origin() {
-        let url = target_url(
-            "https://acme.my.salesforce.com/ignored/path",
-            "/services/data/v59.0/query",
-            Some("q=SELECT+Id+FROM+Account"),
-        )
-        .unwrap();
-        assert_eq!(
-            url.as_str(),
-            "https://acme.my.salesforce.com/services/data/v59.0/query?q=SELECT+Id+FROM+Account"
-        );
-        let url = target_url("http://127.0.0.1:4000", "/services/data", None).unwrap();
-        assert_eq!(url.as_str(), "http://127.0.0.1:4000/services/data");
-        // Userinfo or a host in the "path" never moves the origin.
-        assert!(target_url("https://a.example", "@evil.example/services", None).is_err());
-    }
-
-    #[test]
-    fn hop_by_hop_credentials_and_cookies_are_dropped() {
-        let mut incoming = HeaderMap::new();
-        for (name, value) in [
-            ("authorization", "Bearer flk_agent_x"),
-            ("cookie", "sid=1"),
-            ("host", "forcelink"),
-            ("connection", "keep-alive, x-custom-hop"),
-            ("x-custom-hop", "1"),
-            ("keep-alive", "timeout=5"),
-            ("transfer-encoding", "chunked"),
-            ("x-forwarded-for", "10.0.0.1"),
-            ("x-forcelink-context", "api"),
-            ("x-sfdc-session", "flk_agent_x"),
-            ("accept", "application/json"),
-            ("sforce-query-options", "batchSize=200"),
-            ("content-type", "application/json"),
-        ] {
-            incoming.append(
-                HeaderName::from_static(name),
-                HeaderValue::from_static(value),
-            );
-        }
-        let out = forwarded_request_headers(&incoming);
-        let names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
-        assert_eq!(names, ["accept", "sforce-query-options", "content-type"]);
-
-        let mut upstream = HeaderMap::new();
-        upstream.append("set-cookie", HeaderValue::from_static("BrowserId=1"));
-        upstream.append("transfer-encoding", HeaderValue::from_static("chunked"));
-        upstream.append(
-            "sforce-limit-info",
-            HeaderValue::from_static("api-usage=1/15000"),
-        );
-        let back = returned_response_headers(&upstream);
-        let names: Vec<&str> = back.keys().map(HeaderName::as_str).collect();
-        assert_eq!(names, ["sforce-limit-info"]);
-    }
 }
