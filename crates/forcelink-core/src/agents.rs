@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::Clock;
 use crate::ids::OrgId;
+use crate::pkce::hex;
 use crate::store::{Store, StoreError};
 
 /// Every agent key starts with this, so it is recognisable in a leak scanner and never
@@ -196,6 +197,15 @@ pub struct AgentKeySpec {
 }
 
 impl AgentKeySpec {
+    /// A key for every org with every capability (the demo's, the benchmarks' and the tests').
+    pub fn all_orgs(name: &str) -> AgentKeySpec {
+        AgentKeySpec {
+            name: name.to_owned(),
+            scope: AgentScope::AllOrgs,
+            capabilities: Capability::ALL.to_vec(),
+        }
+    }
+
     /// Normalises and checks the spec: a usable name, at least one org or all of them, at
     /// least one capability, no duplicates.
     pub fn validated(self) -> Result<AgentKeySpec, AgentKeyError> {
@@ -283,15 +293,6 @@ pub fn hash_agent_key(presented: &str) -> String {
 
 fn key_digest(presented: &str) -> [u8; 32] {
     Sha256::digest(presented.as_bytes()).into()
-}
-
-fn hex(digest: &[u8; 32]) -> String {
-    let mut hex = String::with_capacity(64);
-    for &byte in digest {
-        hex.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
-        hex.push(char::from_digit(u32::from(byte & 0x0f), 16).unwrap_or('0'));
-    }
-    hex
 }
 
 /// Makes a new key: the prefix and 256 random bits, URL-safe base64.

@@ -212,11 +212,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let wiring = app::wire_to_serve(&config, clock.clone()).await?;
     let (_, agent_secret) = wiring
         .agents
-        .create(forcelink_core::AgentKeySpec {
-            name: "demo-agent".into(),
-            scope: forcelink_core::AgentScope::AllOrgs,
-            capabilities: forcelink_core::Capability::ALL.to_vec(),
-        })
+        .create(forcelink_core::AgentKeySpec::all_orgs("demo-agent"))
         .await?;
     let agent_key = agent_secret.expose().to_owned();
     let (_, single_secret) = wiring

@@ -118,11 +118,7 @@ impl Forcelink {
             let wiring = app::wire_to_serve(&config, clock.clone()).await?;
             let (_, agent_key) = wiring
                 .agents
-                .create(forcelink_core::AgentKeySpec {
-                    name: "bench-agent".into(),
-                    scope: forcelink_core::AgentScope::AllOrgs,
-                    capabilities: forcelink_core::Capability::ALL.to_vec(),
-                })
+                .create(forcelink_core::AgentKeySpec::all_orgs("bench-agent"))
                 .await?;
             let server = app::serve(&config, wiring, listener)?;
             anyhow::Ok((server, agent_key.expose().to_owned()))

@@ -194,11 +194,7 @@ impl TestApp {
             .expect("server running")
             .wiring
             .agents
-            .create(forcelink_core::AgentKeySpec {
-                name: "test-agent".into(),
-                scope: forcelink_core::AgentScope::AllOrgs,
-                capabilities: forcelink_core::Capability::ALL.to_vec(),
-            })
+            .create(forcelink_core::AgentKeySpec::all_orgs("test-agent"))
             .await
             .expect("agent key");
         app.agent_key = secret.expose().to_owned();
