@@ -8,10 +8,13 @@
 //! `run()` repeats it. Scheduling cost grows with the number due, not the total.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Duration;
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::json;
 
 use crate::broker::{Broker, BrokerError};
@@ -98,25 +101,31 @@ impl Broker {
             }
             let full_batch = claimed.len() as u32 >= settings.batch;
             report.claimed += claimed.len() as u64;
-            let permits = Arc::new(tokio::sync::Semaphore::new(settings.concurrency.max(1)));
-            let mut tasks = Vec::with_capacity(claimed.len());
-            for connection in claimed {
-                let (broker, permits, pacer, settings) = (
-                    self.clone(),
-                    permits.clone(),
-                    pacer.clone(),
-                    settings.clone(),
-                );
-                tasks.push(tokio::spawn(async move {
-                    let _permit = permits.acquire_owned().await;
-                    broker.beat(connection, &settings, &pacer).await
-                }));
-            }
-            for task in tasks {
-                match task.await {
-                    Ok(Beat::Refreshed) => report.refreshed += 1,
-                    Ok(Beat::Skipped) => report.skipped += 1,
-                    Ok(Beat::Failed) | Err(_) => report.failed += 1,
+            // The beats run as futures of this task, at most `concurrency` at once: no task
+            // per connection, and a beat's wake-ups stay with this task.
+            let concurrency = settings.concurrency.max(1);
+            let mut waiting = claimed.into_iter();
+            let mut beats = FuturesUnordered::new();
+            loop {
+                while beats.len() < concurrency {
+                    let Some(connection) = waiting.next() else {
+                        break;
+                    };
+                    beats.push(
+                        AssertUnwindSafe(self.beat(connection, settings, pacer)).catch_unwind(),
+                    );
+                }
+                match beats.next().await {
+                    Some(Ok(Beat::Refreshed)) => report.refreshed += 1,
+                    Some(Ok(Beat::Skipped)) => report.skipped += 1,
+                    Some(Ok(Beat::Failed)) => report.failed += 1,
+                    Some(Err(_)) => {
+                        tracing::error!(
+                            "a heartbeat refresh panicked; its lease expires by itself"
+                        );
+                        report.failed += 1;
+                    }
+                    None => break,
                 }
             }
             if !full_batch {
