@@ -16,7 +16,7 @@ use clap::Args;
 use forcelink_core::heartbeat::{HostPacer, TickReport};
 use serde::Serialize;
 
-use super::measure::{self, Machine, own_cpu, peak_rss_kib, pid_cpu};
+use super::measure::{self, Machine, own_cpu, peak_rss_kib, pid_cpu, threads_cpu};
 use super::setup::{self, BenchConnection, Forcelink};
 use super::sim_process::SimProcess;
 use super::storm::ms;
@@ -77,6 +77,9 @@ pub struct RoundResult {
     pub concurrent_rejections: u64,
     /// This process's user+system CPU over the round: forcelink's (nothing else runs here).
     pub forcelink_cpu_ms: f64,
+    /// SQLite only: the part of `forcelink_cpu_ms` spent on sqlx's SQLite worker threads,
+    /// which run the embedded database engine (B-trees, WAL writes, fsync calls).
+    pub sqlite_engine_cpu_ms: Option<f64>,
     pub sfsim_cpu_ms: f64,
     /// PostgreSQL only: all `postgres` processes on the machine.
     pub postgres_cpu_ms: Option<f64>,
@@ -181,6 +184,9 @@ impl HeartbeatReport {
         row("forcelink CPU", &|r| {
             format!("{:.2} s", r.forcelink_cpu_ms / 1000.0)
         });
+        row("  of which SQLite engine, per refresh", &|r| {
+            r.sqlite_engine_cpu_ms.map_or_else(|| "-".into(), per)
+        });
         row("sfsim CPU", &|r| {
             format!("{:.2} s", r.sfsim_cpu_ms / 1000.0)
         });
@@ -212,6 +218,11 @@ impl HeartbeatReport {
 fn verdict(ok: bool) -> &'static str {
     if ok { "PASS" } else { "FAIL" }
 }
+
+/// The name (as the kernel truncates it) of sqlx's SQLite worker threads: each runs one
+/// connection's statements, so their CPU is the embedded database engine's. They live as long
+/// as the store, so none ends during a round.
+const SQLITE_WORKER: &str = "sqlx-sqlite-wor";
 
 /// user+system CPU of every process named `postgres` on the machine (the server and its
 /// backends); backends that end during the round take their time with them.
@@ -333,10 +344,18 @@ async fn rounds(
         );
         let before = sim.counters().await?;
         let (cpu0, sim0, pg0) = (own_cpu()?, pid_cpu(sim.pid())?, postgres_cpu());
+        let engine0 = threads_cpu(SQLITE_WORKER)?;
         let round_started = Instant::now();
-        let tick: TickReport = broker.heartbeat_tick(&settings, &pacer).await?;
+        // On the runtime's workers, as `serve` runs the heartbeat, not on this thread.
+        let tick: TickReport = {
+            let (broker, pacer) = (broker.clone(), pacer.clone());
+            tokio::spawn(async move { broker.heartbeat_tick(&settings, &pacer).await })
+                .await
+                .context("the heartbeat round panicked")??
+        };
         let wall = round_started.elapsed();
         let (cpu1, sim1, pg1) = (own_cpu()?, pid_cpu(sim.pid())?, postgres_cpu());
+        let engine1 = threads_cpu(SQLITE_WORKER)?;
         let profiled = perf.is_some();
         if let Some(perf) = perf {
             perf.stop()?;
@@ -355,6 +374,8 @@ async fn rounds(
             reuse_detections: delta.reuse_detections,
             concurrent_rejections: delta.concurrent_rejections,
             forcelink_cpu_ms: ms(cpu1.saturating_sub(cpu0)),
+            sqlite_engine_cpu_ms: (args.store == StoreChoice::Sqlite)
+                .then(|| ms(engine1.saturating_sub(engine0))),
             sfsim_cpu_ms: ms(sim1.saturating_sub(sim0)),
             postgres_cpu_ms: (args.store == StoreChoice::Postgres)
                 .then(|| ms(pg1.saturating_sub(pg0))),
