@@ -38,9 +38,6 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: u32 = 8;
-/// How much of the database file the rotation writer maps into memory (address space, not
-/// allocated memory: the pages are the kernel's page cache).
-const ROTATION_MMAP_BYTES: u64 = 256 * 1024 * 1024;
 
 /// The SQLite store. Cheap to clone; clones share its pools.
 #[derive(Debug, Clone)]
@@ -81,12 +78,9 @@ impl SqliteStore {
             .await
             .map_err(rows::unavailable("open"))?;
         migrate::run(&pool).await?;
-        // Any other connection's write (a claim, an event) makes this one drop its page cache
-        // and read its pages again; memory-mapped, those reads are page-table look-ups instead
-        // of a system call and a copy each.
         let rotations = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.pragma("mmap_size", ROTATION_MMAP_BYTES.to_string()))
+            .connect_with(options)
             .await
             .map_err(rows::unavailable("open"))?;
         Ok(SqliteStore { pool, rotations })
