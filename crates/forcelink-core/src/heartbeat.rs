@@ -84,9 +84,9 @@ impl HostPacer {
 impl Broker {
     /// One heartbeat pass over everything due now.
     pub async fn heartbeat_tick(
-        self: &Arc<Self>,
+        &self,
         settings: &HeartbeatSettings,
-        pacer: &Arc<HostPacer>,
+        pacer: &HostPacer,
     ) -> Result<TickReport, BrokerError> {
         let mut report = TickReport::default();
         loop {
@@ -243,7 +243,7 @@ impl Broker {
 
     /// Runs ticks forever (until the task is dropped).
     pub async fn run_heartbeat(self: Arc<Self>, settings: HeartbeatSettings) {
-        let pacer = Arc::new(HostPacer::default());
+        let pacer = HostPacer::default();
         loop {
             match self.heartbeat_tick(&settings, &pacer).await {
                 Ok(report) if report.claimed > 0 || report.at_risk_raised > 0 => {
