@@ -104,11 +104,21 @@ impl TokenResponse {
 
 /// `https://login.salesforce.com/id/{org}/{user}` → (org, user).
 pub fn parse_identity_url(id: &str) -> Option<(OrgId, UserId)> {
-    let url = Url::parse(id).ok()?;
-    let mut segments: Vec<&str> = url.path_segments()?.filter(|s| !s.is_empty()).collect();
-    let user = segments.pop()?;
-    let org = segments.pop()?;
-    if segments.last() != Some(&"id") {
+    // Read by hand, not with `Url::parse`: every refresh answer carries one, and the check
+    // needs only the path's last three segments (`…/id/{org}/{user}`).
+    let (scheme, rest) = id.trim().split_once("://")?;
+    if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let (authority, path) = rest.split_at(rest.find('/')?);
+    if authority.is_empty() {
+        return None;
+    }
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let mut segments = path.split('/').filter(|s| !s.is_empty()).rev();
+    let user = segments.next()?;
+    let org = segments.next()?;
+    if segments.next() != Some("id") {
         return None;
     }
     Some((OrgId::parse(org).ok()?, UserId::parse(user).ok()?))
@@ -356,6 +366,29 @@ mod tests {
         assert_eq!(org.as_str(), "00D000000000062EAA");
         assert_eq!(user.as_str().len(), 18);
         assert!(parse_identity_url("https://x/notid/00D000000000062/005000000000001").is_none());
+        // A trailing slash, a query or a fragment do not change what the path says.
+        for variant in [
+            "https://login.salesforce.com/id/00D000000000062/005000000000001/",
+            "https://login.salesforce.com/id/00D000000000062/005000000000001?version=1",
+            "https://login.salesforce.com/id/00D000000000062/005000000000001#x",
+        ] {
+            assert_eq!(
+                parse_identity_url(variant).map(|(o, _)| o),
+                Some(org.clone())
+            );
+        }
+        for bad in [
+            "",
+            "not a url",
+            "/id/00D000000000062/005000000000001",
+            "https:///id/00D000000000062/005000000000001",
+            "https://login.salesforce.com/id/00D000000000062",
+            "https://login.salesforce.com/id/00D000000000062/not-an-id",
+            "https://login.salesforce.com/00D000000000062/005000000000001",
+            "https://login.salesforce.com/id/00D000000000062/005000000000001/extra",
+        ] {
+            assert!(parse_identity_url(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! thing. Redirects are never followed on token calls.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,6 +16,7 @@ use forcelink_core::{
     SalesforceError, SalesforceOAuth, TokenResponse,
 };
 
+use crate::h1::{Failure, Transport};
 use crate::wire::{RawError, RawIdentity, RawIntrospection, RawToken};
 
 /// How the client reaches Salesforce.
@@ -42,11 +44,27 @@ impl Default for ClientOptions {
 #[derive(Debug, Clone)]
 pub struct SalesforceClient {
     http: reqwest::Client,
+    /// The token endpoint's own transport (`h1`); `None` with an egress proxy, where token
+    /// calls go through reqwest's proxy support like every other call.
+    token: Option<Arc<Transport>>,
 }
+
+const USER_AGENT: &str = concat!("forcelink/", env!("CARGO_PKG_VERSION"));
 
 impl SalesforceClient {
     pub fn new(options: &ClientOptions) -> Result<Self, String> {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        // With a proxy, token calls go through reqwest: no transport, no TLS roots loaded for it.
+        let token = match &options.proxy {
+            Some(_) => None,
+            None => Some(Arc::new(Transport::new(
+                token_tls()?,
+                options.local_address,
+                options.timeout,
+                options.timeout.min(Duration::from_secs(10)),
+                USER_AGENT,
+            ))),
+        };
         let mut builder = reqwest::Client::builder();
         if let Some(proxy) = &options.proxy {
             let proxy = reqwest::Proxy::all(proxy.as_str())
@@ -60,10 +78,10 @@ impl SalesforceClient {
             .timeout(options.timeout)
             .connect_timeout(options.timeout.min(Duration::from_secs(10)))
             .local_address(options.local_address)
-            .user_agent(concat!("forcelink/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
             .build()
             .map_err(|error| format!("cannot build the http client: {error}"))?;
-        Ok(Self { http })
+        Ok(Self { http, token })
     }
 
     async fn token_call(
@@ -72,20 +90,39 @@ impl SalesforceClient {
         form: &[(&str, &str)],
         refresh: bool,
     ) -> Result<TokenResponse, SalesforceError> {
-        let response = self
-            .http
-            .post(host.endpoint("/services/oauth2/token"))
-            .header("Accept", "application/json")
-            .form(form)
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = response.status().as_u16();
-        let body = response.text().await.map_err(transport_error)?;
+        let (status, body) = match &self.token {
+            Some(transport) => {
+                let body = url::form_urlencoded::Serializer::new(String::with_capacity(512))
+                    .extend_pairs(form)
+                    .finish();
+                let answer = transport
+                    .post_form(host.url(), TOKEN_PATH, body.as_bytes())
+                    .await
+                    .map_err(failure_error)?;
+                (answer.status, answer.body)
+            }
+            None => {
+                let response = self
+                    .http
+                    .post(host.endpoint(TOKEN_PATH))
+                    .header("Accept", "application/json")
+                    .form(form)
+                    .send()
+                    .await
+                    .map_err(transport_error)?;
+                let status = response.status().as_u16();
+                let body = response.bytes().await.map_err(transport_error)?;
+                (status, body.to_vec())
+            }
+        };
         if !(200..300).contains(&status) {
-            return Err(classify_token_error(status, &body, refresh));
+            return Err(classify_token_error(
+                status,
+                &String::from_utf8_lossy(&body),
+                refresh,
+            ));
         }
-        serde_json::from_str::<RawToken>(&body)
+        serde_json::from_slice::<RawToken>(&body)
             .map(RawToken::into_response)
             .map_err(|_| {
                 // A 2xx that does not parse may still have rotated the token: not knowing is
@@ -97,22 +134,45 @@ impl SalesforceClient {
     }
 }
 
-/// Sorts a transport failure: never sent (unavailable) or sent and lost (outcome unknown).
-fn transport_error(error: reqwest::Error) -> SalesforceError {
-    if error.is_connect() {
-        SalesforceError::Unavailable {
+const TOKEN_PATH: &str = "/services/oauth2/token";
+
+/// TLS for the token transport: the platform's roots, as reqwest uses, and HTTP/1.1 only.
+fn token_tls() -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    let mut config = rustls::ClientConfig::builder()
+        .with_platform_verifier()
+        .map_err(|error| format!("cannot load the platform's TLS roots: {error}"))?
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Sorts a failure of the token transport, which knows whether the request left.
+fn failure_error(failure: Failure) -> SalesforceError {
+    match failure {
+        Failure::NotSent => SalesforceError::Unavailable {
             status: None,
             detail: "cannot connect".into(),
-        }
-    } else if error.is_timeout() {
-        SalesforceError::OutcomeUnknown {
+        },
+        Failure::TimedOut => SalesforceError::OutcomeUnknown {
             detail: "request timed out".into(),
-        }
-    } else {
-        SalesforceError::OutcomeUnknown {
+        },
+        Failure::Lost => SalesforceError::OutcomeUnknown {
             detail: "connection lost before the answer arrived".into(),
-        }
+        },
     }
+}
+
+/// Sorts a reqwest failure the same way: never sent (unavailable), or sent and lost or timed
+/// out (outcome unknown).
+fn transport_error(error: reqwest::Error) -> SalesforceError {
+    failure_error(if error.is_connect() {
+        Failure::NotSent
+    } else if error.is_timeout() {
+        Failure::TimedOut
+    } else {
+        Failure::Lost
+    })
 }
 
 #[async_trait]
