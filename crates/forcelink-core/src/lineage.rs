@@ -147,7 +147,7 @@ impl Broker {
     ) {
         let presented = match self
             .store
-            .attempts_presenting(&attempt.old_refresh_hash)
+            .attempts_presenting(&connection.key, &attempt.old_refresh_hash)
             .await
         {
             Ok(presented) => presented,

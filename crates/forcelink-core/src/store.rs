@@ -392,9 +392,13 @@ pub trait Store: AgentKeyStore + WebhookStore + Send + Sync + fmt::Debug + 'stat
         key: &ConnectionKey,
         limit: u32,
     ) -> Result<Vec<RefreshAttempt>, StoreError>;
-    /// Every attempt (any connection) that presented the refresh token with this hash.
+    /// Every attempt of this connection that presented the refresh token with this hash,
+    /// oldest first. (A refresh token belongs to one connection: the lookup goes through the
+    /// connection's lineage, so the lineage needs no index by token hash, which every refresh
+    /// would have written at a random place.)
     async fn attempts_presenting(
         &self,
+        key: &ConnectionKey,
         old_refresh_hash: &str,
     ) -> Result<Vec<RefreshAttempt>, StoreError>;
 

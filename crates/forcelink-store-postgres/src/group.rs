@@ -254,8 +254,8 @@ async fn why_not_committed(
 
 /// Writes the lineage entries of the writes that took effect. A commit's entry finishes the
 /// pending one its begin wrote (same attempt id, connection, instance, start and presented
-/// token): only the columns a finish sets are updated, so the lineage's indexes (by
-/// connection, by presented token) are not rewritten.
+/// token): only the columns a finish sets are updated, so the lineage's index by connection
+/// is not rewritten.
 async fn record_all(
     connection: &mut PgConnection,
     attempts: &[&RefreshAttempt],

@@ -179,9 +179,10 @@ impl Store for PostgresStore {
 
     async fn attempts_presenting(
         &self,
+        key: &ConnectionKey,
         old_refresh_hash: &str,
     ) -> Result<Vec<RefreshAttempt>, StoreError> {
-        lineage::presenting(self.pool(), old_refresh_hash).await
+        lineage::presenting(self.pool(), key, old_refresh_hash).await
     }
 
     async fn record_event(&self, event: &NewEvent) -> Result<i64, StoreError> {

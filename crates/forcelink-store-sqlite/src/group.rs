@@ -90,6 +90,27 @@ fn placeholders(rows: usize, columns: usize) -> String {
     vec![row; rows].join(", ")
 }
 
+/// The number of rows a statement for `rows` writes is built with: the next power of two, the
+/// rest bound as all-NULL rows that match no connection and are not inserted. So a group's
+/// statements come in eight sizes per kind and stay in the connection's statement cache:
+/// with a text per group size, the cache (100 statements) thrashed under load and SQLite
+/// parsed and planned statements of up to 1,664 parameters again for almost every group.
+fn padded(rows: usize) -> usize {
+    rows.next_power_of_two()
+}
+
+/// Binds `count` all-NULL rows of `columns` columns.
+fn bind_padding<'q>(
+    mut query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>,
+    count: usize,
+    columns: usize,
+) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments> {
+    for _ in 0..count * columns {
+        query = query.bind(None::<i64>);
+    }
+    query
+}
+
 /// The keys a statement's `RETURNING org_id, context[, generation]` gave back.
 fn returned(rows: &[SqliteRow]) -> Result<HashMap<Key, i64>, StoreError> {
     rows.iter()
@@ -120,7 +141,7 @@ async fn begin_all(
          FROM w WHERE org_id = w_org AND context = w_context AND lease_owner = w_owner \
          AND generation = w_generation AND inflight_attempt IS w_replacing \
          RETURNING org_id, context",
-        placeholders(begins.len(), 10)
+        placeholders(padded(begins.len()), 10)
     );
     let mut query = sqlx::query::<Sqlite>(AssertSqlSafe(sql));
     for (_, begin) in begins {
@@ -136,6 +157,7 @@ async fn begin_all(
             .bind(begin.replacing.as_deref())
             .bind(micros(begin.lease_until));
     }
+    let query = bind_padding(query, padded(begins.len()) - begins.len(), 10);
     let rows = query
         .fetch_all(&mut *connection)
         .await
@@ -163,7 +185,7 @@ async fn commit_all(
          FROM w WHERE org_id = w_org AND context = w_context AND generation = w_generation \
          AND inflight_attempt IS w_attempt \
          RETURNING org_id, context, generation",
-        placeholders(commits.len(), 12)
+        placeholders(padded(commits.len()), 12)
     );
     let mut query = sqlx::query::<Sqlite>(AssertSqlSafe(sql));
     for (_, commit) in commits {
@@ -182,6 +204,7 @@ async fn commit_all(
             .bind(micros(write.heartbeat_due_at))
             .bind(&commit.lease_owner);
     }
+    let query = bind_padding(query, padded(commits.len()) - commits.len(), 12);
     let rows = query
         .fetch_all(&mut *connection)
         .await
@@ -207,10 +230,11 @@ async fn why_not_committed(
     })
 }
 
-/// Writes the lineage entries of the writes that took effect. A commit's entry finishes the
+/// Writes the lineage entries of the writes that took effect (the padding rows, whose attempt
+/// id is NULL, are filtered out before the insert). A commit's entry finishes the
 /// pending one its begin wrote (same attempt id, connection, instance, start and presented
-/// token): only the columns a finish sets are updated, so the lineage's indexes (by
-/// connection, by presented token) are not rewritten.
+/// token): only the columns a finish sets are updated, so the lineage's index by connection
+/// is not rewritten.
 async fn record_all(
     connection: &mut SqliteConnection,
     attempts: &[&RefreshAttempt],
@@ -218,12 +242,12 @@ async fn record_all(
     let sql = format!(
         "INSERT INTO refresh_attempts (attempt_id, org_id, context, instance, started_at, \
          finished_at, old_refresh_hash, new_refresh_hash, latency_ms, outcome, detail, egress, \
-         recovery) VALUES {} \
+         recovery) SELECT * FROM (VALUES {}) WHERE column1 IS NOT NULL \
          ON CONFLICT (attempt_id) DO UPDATE SET finished_at = excluded.finished_at, \
          new_refresh_hash = excluded.new_refresh_hash, latency_ms = excluded.latency_ms, \
          outcome = excluded.outcome, detail = excluded.detail, egress = excluded.egress, \
          recovery = excluded.recovery",
-        placeholders(attempts.len(), 13)
+        placeholders(padded(attempts.len()), 13)
     );
     let mut query = sqlx::query::<Sqlite>(AssertSqlSafe(sql));
     for attempt in attempts {
@@ -242,6 +266,7 @@ async fn record_all(
             .bind(attempt.egress.as_deref())
             .bind(attempt.recovery);
     }
+    let query = bind_padding(query, padded(attempts.len()) - attempts.len(), 13);
     query
         .execute(&mut *connection)
         .await

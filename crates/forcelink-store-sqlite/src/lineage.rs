@@ -73,16 +73,21 @@ pub(crate) async fn for_connection(
     found.iter().map(attempt).collect()
 }
 
-/// Every attempt that presented the refresh token with this hash, oldest first.
+/// Every attempt of the connection that presented the refresh token with this hash, oldest
+/// first: read through the connection's lineage index (`refresh_attempts_by_connection`).
 pub(crate) async fn presenting(
     pool: &SqlitePool,
+    key: &ConnectionKey,
     old_refresh_hash: &str,
 ) -> Result<Vec<RefreshAttempt>, StoreError> {
     let found = sqlx::query(concat!(
         "SELECT ",
         attempt_columns!(),
-        " FROM refresh_attempts WHERE old_refresh_hash = ?1 ORDER BY started_at, attempt_id"
+        " FROM refresh_attempts WHERE org_id = ?1 AND context = ?2 \
+         AND old_refresh_hash = ?3 ORDER BY started_at, attempt_id"
     ))
+    .bind(key.org_id.as_str())
+    .bind(key.context.as_str())
     .bind(old_refresh_hash)
     .fetch_all(pool)
     .await

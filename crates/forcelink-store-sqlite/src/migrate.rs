@@ -53,6 +53,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/0006_webhooks.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            7,
+            Cow::Borrowed("lineage_index"),
+            MigrationType::Simple,
+            include_str!("../migrations/0007_lineage_index.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

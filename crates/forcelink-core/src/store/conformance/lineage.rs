@@ -1,5 +1,5 @@
 //! Conformance checks for the refresh lineage: upsert by attempt id, newest-first per
-//! connection, by presented token across connections, and kept after a connection is deleted.
+//! connection, by presented token within a connection, and kept after a connection is deleted.
 
 use super::fixtures::*;
 
@@ -50,12 +50,33 @@ pub(super) async fn record_attempt_upserts_and_both_queries_find_it(store: Arc<d
             .is_empty()
     );
 
+    // By presented token, oldest first, within the connection only.
     assert_eq!(
-        store.attempts_presenting("h1").await.unwrap(),
-        vec![finished, elsewhere, tie]
+        store.attempts_presenting(&api, "h1").await.unwrap(),
+        vec![finished, tie]
     );
-    assert_eq!(store.attempts_presenting("h2").await.unwrap(), vec![second]);
-    assert!(store.attempts_presenting("h9").await.unwrap().is_empty());
+    assert_eq!(
+        store.attempts_presenting(&other, "h1").await.unwrap(),
+        vec![elsewhere]
+    );
+    assert_eq!(
+        store.attempts_presenting(&api, "h2").await.unwrap(),
+        vec![second]
+    );
+    assert!(
+        store
+            .attempts_presenting(&other, "h2")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .attempts_presenting(&api, "h9")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub(super) async fn lineage_and_events_survive_deleting_the_connection(store: Arc<dyn Store>) {
@@ -75,7 +96,10 @@ pub(super) async fn lineage_and_events_survive_deleting_the_connection(store: Ar
 
     assert!(store.delete_connection(&key).await.unwrap().is_some());
     assert_eq!(store.attempts(&key, 10).await.unwrap(), vec![entry.clone()]);
-    assert_eq!(store.attempts_presenting("h1").await.unwrap(), vec![entry]);
+    assert_eq!(
+        store.attempts_presenting(&key, "h1").await.unwrap(),
+        vec![entry]
+    );
     let filter = EventFilter {
         key: Some(key.clone()),
         ..EventFilter::default()
