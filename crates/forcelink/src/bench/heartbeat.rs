@@ -16,7 +16,9 @@ use clap::Args;
 use forcelink_core::heartbeat::{HostPacer, TickReport};
 use serde::Serialize;
 
-use super::measure::{self, Machine, own_cpu, peak_rss_kib, pid_cpu, threads_cpu};
+use super::measure::{
+    self, Machine, own_cpu, peak_rss_kib, pid_cpu, pid_cpu_with_reaped_children, threads_cpu,
+};
 use super::setup::{self, BenchConnection, Forcelink};
 use super::sim_process::SimProcess;
 use super::storm::ms;
@@ -225,7 +227,9 @@ fn verdict(ok: bool) -> &'static str {
 const SQLITE_WORKER: &str = "sqlx-sqlite-wor";
 
 /// user+system CPU of every process named `postgres` on the machine (the server and its
-/// backends); backends that end during the round take their time with them.
+/// backends), plus what the postmaster's ended and reaped backends used: a backend that ends
+/// during the round (the pool closes idle connections) moves its time into its parent's count
+/// instead of taking it along, which once made a round read 0 s.
 fn postgres_cpu() -> Duration {
     let mut total = Duration::ZERO;
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -239,7 +243,7 @@ fn postgres_cpu() -> Duration {
         let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
         if comm.trim_end() == "postgres"
             && let Ok(pid) = name.to_string_lossy().parse::<u32>()
-            && let Ok(cpu) = pid_cpu(pid)
+            && let Ok(cpu) = pid_cpu_with_reaped_children(pid)
         {
             total += cpu;
         }

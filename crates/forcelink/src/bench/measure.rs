@@ -14,6 +14,11 @@ const TICKS_PER_SECOND: u64 = 100;
 
 /// utime + stime of one `/proc/.../stat` file.
 fn stat_cpu(path: &Path) -> anyhow::Result<Duration> {
+    stat_ticks(path, false)
+}
+
+/// utime + stime, and with `reaped` the cutime + cstime of the children it has waited for.
+fn stat_ticks(path: &Path, reaped: bool) -> anyhow::Result<Duration> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read {} (the benchmark needs Linux)", path.display()))?;
     // The command name is in parentheses and may hold spaces: count fields after the last ')'.
@@ -29,7 +34,10 @@ fn stat_cpu(path: &Path) -> anyhow::Result<Duration> {
             .and_then(|f| f.parse::<u64>().ok())
             .ok_or_else(|| anyhow!("no CPU field {index} in {}", path.display()))
     };
-    let ticks = tick(11)? + tick(12)?;
+    let mut ticks = tick(11)? + tick(12)?;
+    if reaped {
+        ticks += tick(13)? + tick(14)?;
+    }
     Ok(Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND))
 }
 
@@ -41,6 +49,12 @@ pub fn own_cpu() -> anyhow::Result<Duration> {
 /// CPU time used so far by another process (e.g. the sfsim child).
 pub fn pid_cpu(pid: u32) -> anyhow::Result<Duration> {
     stat_cpu(&Path::new("/proc").join(pid.to_string()).join("stat"))
+}
+
+/// As `pid_cpu`, plus the CPU of the children the process has ended and waited for: a
+/// server's exited workers keep counting, in their parent.
+pub fn pid_cpu_with_reaped_children(pid: u32) -> anyhow::Result<Duration> {
+    stat_ticks(&Path::new("/proc").join(pid.to_string()).join("stat"), true)
 }
 
 /// CPU time used so far by this process's living threads whose name starts with `prefix`.
@@ -136,5 +150,26 @@ mod tests {
         assert!(own_cpu().is_ok());
         assert!(peak_rss_kib(None).unwrap_or(0) > 0);
         assert!(machine().cpus >= 1);
+    }
+
+    #[test]
+    fn an_ended_child_counts_in_its_parent_once_reaped() {
+        let me = std::process::id();
+        let reaped = || {
+            pid_cpu_with_reaped_children(me)
+                .unwrap()
+                .saturating_sub(pid_cpu(me).unwrap_or(Duration::ZERO))
+        };
+        let before = reaped();
+        // A child that burns well over one clock tick (10 ms) of CPU, then ends.
+        let status = std::process::Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(
+            reaped() > before,
+            "the child's CPU is in its parent's reaped count"
+        );
     }
 }
