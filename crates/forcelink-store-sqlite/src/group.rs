@@ -8,7 +8,9 @@
 //! `connections::commit_refresh`), so a group answers each write as it would alone. This
 //! module must not read SQLite's clock.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use forcelink_core::store::group::rounds;
 use forcelink_core::{
@@ -111,6 +113,37 @@ fn bind_padding<'q>(
     query
 }
 
+/// A kind of statement's texts by padded row count (1, 2, 4, … 128, `group_commit`'s largest
+/// group), each built once instead of formatted again (up to 1,664 placeholders) for every
+/// group. Larger groups (`group_commit` never sends one) are built each time.
+struct Texts {
+    by_size: [OnceLock<String>; 8],
+    build: fn(usize) -> String,
+}
+
+impl Texts {
+    const fn new(build: fn(usize) -> String) -> Self {
+        Self {
+            by_size: [const { OnceLock::new() }; 8],
+            build,
+        }
+    }
+
+    /// The text for `rows` rows, a power of two (`padded`).
+    fn sql(&'static self, rows: usize) -> AssertSqlSafe<Cow<'static, str>> {
+        match self.by_size.get(rows.trailing_zeros() as usize) {
+            Some(text) => AssertSqlSafe(Cow::Borrowed(
+                text.get_or_init(|| (self.build)(rows)).as_str(),
+            )),
+            None => AssertSqlSafe(Cow::Owned((self.build)(rows))),
+        }
+    }
+}
+
+static BEGIN: Texts = Texts::new(begin_sql);
+static COMMIT: Texts = Texts::new(commit_sql);
+static RECORD: Texts = Texts::new(record_sql);
+
 /// The keys a statement's `RETURNING org_id, context[, generation]` gave back.
 fn returned(rows: &[SqliteRow]) -> Result<HashMap<Key, i64>, StoreError> {
     rows.iter()
@@ -128,11 +161,8 @@ fn returned(rows: &[SqliteRow]) -> Result<HashMap<Key, i64>, StoreError> {
         .collect()
 }
 
-async fn begin_all(
-    connection: &mut SqliteConnection,
-    begins: &[(usize, &BeginWrite)],
-) -> Result<HashMap<Key, i64>, StoreError> {
-    let sql = format!(
+fn begin_sql(rows: usize) -> String {
+    format!(
         "WITH w(w_org, w_context, w_owner, w_generation, w_attempt, w_started, w_hash, \
          w_recovery, w_replacing, w_until) AS (VALUES {}) \
          UPDATE connections SET inflight_attempt = w_attempt, inflight_owner = w_owner, \
@@ -141,9 +171,16 @@ async fn begin_all(
          FROM w WHERE org_id = w_org AND context = w_context AND lease_owner = w_owner \
          AND generation = w_generation AND inflight_attempt IS w_replacing \
          RETURNING org_id, context",
-        placeholders(padded(begins.len()), 10)
-    );
-    let mut query = sqlx::query::<Sqlite>(AssertSqlSafe(sql));
+        placeholders(rows, 10)
+    )
+}
+
+async fn begin_all(
+    connection: &mut SqliteConnection,
+    begins: &[(usize, &BeginWrite)],
+) -> Result<HashMap<Key, i64>, StoreError> {
+    let sql = BEGIN.sql(padded(begins.len()));
+    let mut query = sqlx::query::<Sqlite>(sql);
     for (_, begin) in begins {
         query = query
             .bind(begin.key.org_id.as_str())
@@ -165,11 +202,8 @@ async fn begin_all(
     returned(&rows)
 }
 
-async fn commit_all(
-    connection: &mut SqliteConnection,
-    commits: &[(usize, &CommitWrite)],
-) -> Result<HashMap<Key, i64>, StoreError> {
-    let sql = format!(
+fn commit_sql(rows: usize) -> String {
+    format!(
         "WITH w(w_org, w_context, w_generation, w_attempt, w_access, w_issued, w_expires, \
          w_refresh, w_instance, w_refreshed, w_due, w_owner) AS (VALUES {}) \
          UPDATE connections SET access_token = w_access, access_issued_at = w_issued, \
@@ -185,9 +219,16 @@ async fn commit_all(
          FROM w WHERE org_id = w_org AND context = w_context AND generation = w_generation \
          AND inflight_attempt IS w_attempt \
          RETURNING org_id, context, generation",
-        placeholders(padded(commits.len()), 12)
-    );
-    let mut query = sqlx::query::<Sqlite>(AssertSqlSafe(sql));
+        placeholders(rows, 12)
+    )
+}
+
+async fn commit_all(
+    connection: &mut SqliteConnection,
+    commits: &[(usize, &CommitWrite)],
+) -> Result<HashMap<Key, i64>, StoreError> {
+    let sql = COMMIT.sql(padded(commits.len()));
+    let mut query = sqlx::query::<Sqlite>(sql);
     for (_, commit) in commits {
         let write = &commit.write;
         query = query
@@ -230,6 +271,19 @@ async fn why_not_committed(
     })
 }
 
+fn record_sql(rows: usize) -> String {
+    format!(
+        "INSERT INTO refresh_attempts (attempt_id, org_id, context, instance, started_at, \
+         finished_at, old_refresh_hash, new_refresh_hash, latency_ms, outcome, detail, egress, \
+         recovery) SELECT * FROM (VALUES {}) WHERE column1 IS NOT NULL \
+         ON CONFLICT (attempt_id) DO UPDATE SET finished_at = excluded.finished_at, \
+         new_refresh_hash = excluded.new_refresh_hash, latency_ms = excluded.latency_ms, \
+         outcome = excluded.outcome, detail = excluded.detail, egress = excluded.egress, \
+         recovery = excluded.recovery",
+        placeholders(rows, 13)
+    )
+}
+
 /// Writes the lineage entries of the writes that took effect (the padding rows, whose attempt
 /// id is NULL, are filtered out before the insert). A commit's entry finishes the
 /// pending one its begin wrote (same attempt id, connection, instance, start and presented
@@ -239,17 +293,8 @@ async fn record_all(
     connection: &mut SqliteConnection,
     attempts: &[&RefreshAttempt],
 ) -> Result<(), StoreError> {
-    let sql = format!(
-        "INSERT INTO refresh_attempts (attempt_id, org_id, context, instance, started_at, \
-         finished_at, old_refresh_hash, new_refresh_hash, latency_ms, outcome, detail, egress, \
-         recovery) SELECT * FROM (VALUES {}) WHERE column1 IS NOT NULL \
-         ON CONFLICT (attempt_id) DO UPDATE SET finished_at = excluded.finished_at, \
-         new_refresh_hash = excluded.new_refresh_hash, latency_ms = excluded.latency_ms, \
-         outcome = excluded.outcome, detail = excluded.detail, egress = excluded.egress, \
-         recovery = excluded.recovery",
-        placeholders(padded(attempts.len()), 13)
-    );
-    let mut query = sqlx::query::<Sqlite>(AssertSqlSafe(sql));
+    let sql = RECORD.sql(padded(attempts.len()));
+    let mut query = sqlx::query::<Sqlite>(sql);
     for attempt in attempts {
         query = query
             .bind(&attempt.attempt_id)
@@ -272,4 +317,23 @@ async fn record_all(
         .await
         .map_err(unavailable("write_rotations record_attempt"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_texts_are_built_once_per_padded_size() {
+        for (texts, columns) in [(&BEGIN, 10), (&COMMIT, 12), (&RECORD, 13)] {
+            for rows in [1, 2, 4, 8, 16, 32, 64, 128, 256] {
+                let AssertSqlSafe(text) = texts.sql(rows);
+                assert_eq!(text.matches('?').count(), rows * columns);
+                // Up to `group_commit`'s largest group the text is the cached one.
+                assert_eq!(matches!(text, Cow::Borrowed(_)), rows <= 128, "{rows}");
+            }
+            let (AssertSqlSafe(first), AssertSqlSafe(again)) = (texts.sql(8), texts.sql(8));
+            assert!(std::ptr::eq(first.as_ptr(), again.as_ptr()));
+        }
+    }
 }
