@@ -291,7 +291,9 @@ pub fn hash_agent_key(presented: &str) -> String {
     hex(&key_digest(presented))
 }
 
-fn key_digest(presented: &str) -> [u8; 32] {
+/// SHA-256 of a presented bearer key (agent or admin): what is kept and compared instead of
+/// the key.
+pub fn key_digest(presented: &str) -> [u8; 32] {
     Sha256::digest(presented.as_bytes()).into()
 }
 

@@ -260,7 +260,7 @@ pub fn serve(
     let state = AppState {
         broker: wiring.broker.clone(),
         hosts: wiring.hosts.clone(),
-        admin_key_hash: http::auth::key_hash(admin_key),
+        admin_key_hash: forcelink_core::agents::key_digest(admin_key),
         public_url: Arc::from(config.server.public_url.as_str()),
         agents: wiring.agents.clone(),
         proxy: Arc::new(http::proxy::Upstream::from_config(config)?),

@@ -11,9 +11,8 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use forcelink_core::agents::AGENT_KEY_PREFIX;
+use forcelink_core::agents::{AGENT_KEY_PREFIX, key_digest};
 use forcelink_core::{AgentDenied, AgentKey};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::http::AppState;
@@ -26,10 +25,6 @@ pub struct Admin;
 /// The live agent key the request carried. Scope and capability are checked by the route.
 #[derive(Debug, Clone)]
 pub struct Agent(pub Arc<AgentKey>);
-
-pub fn key_hash(key: &str) -> [u8; 32] {
-    Sha256::digest(key.as_bytes()).into()
-}
 
 /// The bearer credential of a request, if any.
 pub fn bearer(parts: &Parts) -> Option<&str> {
@@ -47,7 +42,7 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
 }
 
 fn is_admin_key(state: &AppState, presented: &str) -> bool {
-    bool::from(key_hash(presented).ct_eq(&state.admin_key_hash))
+    bool::from(key_digest(presented).ct_eq(&state.admin_key_hash))
 }
 
 impl FromRequestParts<AppState> for Admin {
