@@ -4,6 +4,7 @@
 //! Nothing here performs IO or knows where an id came from.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -48,7 +49,7 @@ fn parse_salesforce_id(
     kind: &'static str,
     prefix: &'static str,
     raw: &str,
-) -> Result<String, IdError> {
+) -> Result<Arc<str>, IdError> {
     let raw = raw.trim();
     let bytes = raw.as_bytes();
     if bytes.len() != 15 && bytes.len() != 18 {
@@ -67,17 +68,22 @@ fn parse_salesforce_id(
     if bytes.len() == 18 && !bytes[15..].eq_ignore_ascii_case(&suffix) {
         return Err(IdError::Checksum { kind });
     }
-    let mut full = raw[..15].to_string();
-    full.push_str(std::str::from_utf8(&suffix).unwrap_or("AAA"));
-    Ok(full)
+    let mut full = [0u8; 18];
+    full[..15].copy_from_slice(&bytes[..15]);
+    full[15..].copy_from_slice(&suffix);
+    // Alphanumeric ASCII throughout (checked above; the suffix alphabet is A-Z0-5).
+    std::str::from_utf8(&full)
+        .map(Arc::from)
+        .map_err(|_| IdError::Charset { kind })
 }
 
 macro_rules! salesforce_id {
     ($name:ident, $kind:literal, $prefix:literal) => {
-        #[doc = concat!("A Salesforce ", $kind, " in its 18-character form.")]
+        #[doc = concat!("A Salesforce ", $kind, " in its 18-character form. Cloning it")]
+        #[doc = "shares the text instead of copying it."]
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// Accepts the 15- or 18-character form; the result is always 18 characters.
@@ -101,7 +107,7 @@ macro_rules! salesforce_id {
         }
         impl From<$name> for String {
             fn from(value: $name) -> String {
-                value.0
+                value.0.to_string()
             }
         }
     };
@@ -111,10 +117,10 @@ salesforce_id!(OrgId, "org id", "00D");
 salesforce_id!(UserId, "user id", "005");
 
 /// What a connection to an org is for: `api` (the default, as in the start URL) or any other
-/// name such as a per-user context.
+/// name such as a per-user context. Cloning it shares the text instead of copying it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct ConnectionContext(String);
+pub struct ConnectionContext(Arc<str>);
 
 impl ConnectionContext {
     pub const DEFAULT: &'static str = "api";
@@ -126,13 +132,13 @@ impl ConnectionContext {
                 b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
             });
         if ok {
-            Ok(Self(raw.to_string()))
+            Ok(Self(Arc::from(raw)))
         } else {
             Err(IdError::Context)
         }
     }
     pub fn api() -> Self {
-        Self(Self::DEFAULT.to_string())
+        Self(Arc::from(Self::DEFAULT))
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -151,7 +157,7 @@ impl TryFrom<String> for ConnectionContext {
 }
 impl From<ConnectionContext> for String {
     fn from(value: ConnectionContext) -> String {
-        value.0
+        value.0.to_string()
     }
 }
 
