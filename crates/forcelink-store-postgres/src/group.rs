@@ -12,8 +12,6 @@
 //! its rounds in one transaction. Rows are updated in key order, so two instances' groups
 //! cannot deadlock on each other. This module must not read the clock (`now()`).
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use forcelink_core::store::group::rounds;
 use forcelink_core::{
@@ -81,14 +79,14 @@ async fn write_round(
         .fetch_all(&mut *connection)
         .await
         .map_err(unavailable("write_rotations round"))?;
-    let (begun, committed) = returned(&rows)?;
-    for (index, begin) in &begins {
-        if begun.contains_key(&key_of(&begin.key)) {
+    let answer = returned(&rows, begins.len(), commits.len())?;
+    for ((index, _), begun) in begins.iter().zip(&answer.begun) {
+        if begun.is_some() {
             written[*index] = RotationWritten::Begun;
         }
     }
-    for (index, commit) in &commits {
-        written[*index] = match committed.get(&key_of(&commit.key)) {
+    for ((index, commit), committed) in commits.iter().zip(&answer.committed) {
+        written[*index] = match committed {
             Some(generation) => RotationWritten::Committed {
                 generation: *generation,
             },
@@ -98,35 +96,42 @@ async fn write_round(
     Ok(())
 }
 
-type Key = (String, String);
-
-fn key_of(key: &forcelink_core::ConnectionKey) -> Key {
-    (
-        key.org_id.as_str().to_string(),
-        key.context.as_str().to_string(),
-    )
+/// What a round's statement gave back: for each begin and each commit (in the order bound),
+/// `None` if its write did not take effect, else the connection's generation after it.
+struct Returned {
+    begun: Vec<Option<i64>>,
+    committed: Vec<Option<i64>>,
 }
 
-/// The begun and the committed keys (with their new generation) a round's statement gave back.
-type Returned = (HashMap<Key, i64>, HashMap<Key, i64>);
-
-fn returned(rows: &[PgRow]) -> Result<Returned, StoreError> {
-    let mut begun = HashMap::new();
-    let mut committed = HashMap::new();
+/// Reads the `(is_commit, ordinality, generation)` rows: the ordinality (`WITH ORDINALITY`,
+/// from 1) says which write of its kind a row stands for, so no keys are built to match them.
+fn returned(rows: &[PgRow], begins: usize, commits: usize) -> Result<Returned, StoreError> {
+    let mut answer = Returned {
+        begun: vec![None; begins],
+        committed: vec![None; commits],
+    };
     for row in rows {
         let is_commit: bool = row.try_get(0).map_err(unavailable("returning kind"))?;
-        let org: String = row.try_get(1).map_err(unavailable("returning org_id"))?;
-        let context: String = row.try_get(2).map_err(unavailable("returning context"))?;
+        let ordinality: i64 = row
+            .try_get(1)
+            .map_err(unavailable("returning ordinality"))?;
         let generation: i64 = row
-            .try_get(3)
+            .try_get(2)
             .map_err(unavailable("returning generation"))?;
-        if is_commit {
-            committed.insert((org, context), generation);
+        let slots = if is_commit {
+            &mut answer.committed
         } else {
-            begun.insert((org, context), generation);
-        }
+            &mut answer.begun
+        };
+        let slot = usize::try_from(ordinality - 1)
+            .ok()
+            .and_then(|index| slots.get_mut(index))
+            .ok_or_else(|| {
+                StoreError::Corrupt("a round answered for a write it was not given".into())
+            })?;
+        *slot = Some(generation);
     }
-    Ok((begun, committed))
+    Ok(answer)
 }
 
 /// One round as one statement: the begins (`$1`–`$10`), the commits (`$11`–`$22`) and the
@@ -140,11 +145,11 @@ const ROUND: &str = "WITH \
       inflight_recovery = w_recovery, lease_until = w_until \
       FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], \
       $6::timestamptz[], $7::text[], $8::bool[], $9::text[], $10::timestamptz[]) \
-      AS w(w_org, w_context, w_owner, w_generation, w_attempt, w_started, w_hash, \
-      w_recovery, w_replacing, w_until) \
+      WITH ORDINALITY AS w(w_org, w_context, w_owner, w_generation, w_attempt, w_started, \
+      w_hash, w_recovery, w_replacing, w_until, w_i) \
       WHERE org_id = w_org AND context = w_context AND lease_owner = w_owner \
       AND generation = w_generation AND inflight_attempt IS NOT DISTINCT FROM w_replacing \
-      RETURNING org_id, context, generation, w_attempt), \
+      RETURNING w_i, generation, w_attempt), \
     c AS (UPDATE connections SET access_token = w_access, access_issued_at = w_issued, \
       access_expires_at = w_expires, refresh_token = COALESCE(w_refresh, refresh_token), \
       rotation_seen = rotation_seen OR w_refresh IS NOT NULL, \
@@ -158,11 +163,11 @@ const ROUND: &str = "WITH \
       FROM unnest($11::text[], $12::text[], $13::int8[], $14::text[], $15::bytea[], \
       $16::timestamptz[], $17::timestamptz[], $18::bytea[], $19::text[], $20::timestamptz[], \
       $21::timestamptz[], $22::text[]) \
-      AS w(w_org, w_context, w_generation, w_attempt, w_access, w_issued, w_expires, \
-      w_refresh, w_instance, w_refreshed, w_due, w_owner) \
+      WITH ORDINALITY AS w(w_org, w_context, w_generation, w_attempt, w_access, w_issued, \
+      w_expires, w_refresh, w_instance, w_refreshed, w_due, w_owner, w_i) \
       WHERE org_id = w_org AND context = w_context AND generation = w_generation \
       AND inflight_attempt IS NOT DISTINCT FROM w_attempt \
-      RETURNING org_id, context, generation, w_attempt), \
+      RETURNING w_i, generation, w_attempt), \
     l AS (INSERT INTO refresh_attempts (attempt_id, org_id, context, instance, started_at, \
       finished_at, old_refresh_hash, new_refresh_hash, latency_ms, outcome, detail, egress, \
       recovery) \
@@ -176,8 +181,7 @@ const ROUND: &str = "WITH \
       new_refresh_hash = excluded.new_refresh_hash, latency_ms = excluded.latency_ms, \
       outcome = excluded.outcome, detail = excluded.detail, egress = excluded.egress, \
       recovery = excluded.recovery) \
-    SELECT false, org_id, context, generation FROM b \
-    UNION ALL SELECT true, org_id, context, generation FROM c";
+    SELECT false, w_i, generation FROM b UNION ALL SELECT true, w_i, generation FROM c";
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
