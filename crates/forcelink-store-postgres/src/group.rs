@@ -81,7 +81,7 @@ async fn write_round(
         .map_err(unavailable("write_rotations round"))?;
     let answer = returned(&rows, begins.len(), commits.len())?;
     for ((index, _), begun) in begins.iter().zip(&answer.begun) {
-        if begun.is_some() {
+        if *begun {
             written[*index] = RotationWritten::Begun;
         }
     }
@@ -96,10 +96,10 @@ async fn write_round(
     Ok(())
 }
 
-/// What a round's statement gave back: for each begin and each commit (in the order bound),
-/// `None` if its write did not take effect, else the connection's generation after it.
+/// What a round's statement gave back, in the order the writes were bound: whether each begin
+/// took effect, and for each commit that did, the connection's generation after it.
 struct Returned {
-    begun: Vec<Option<i64>>,
+    begun: Vec<bool>,
     committed: Vec<Option<i64>>,
 }
 
@@ -107,7 +107,7 @@ struct Returned {
 /// from 1) says which write of its kind a row stands for, so no keys are built to match them.
 fn returned(rows: &[PgRow], begins: usize, commits: usize) -> Result<Returned, StoreError> {
     let mut answer = Returned {
-        begun: vec![None; begins],
+        begun: vec![false; begins],
         committed: vec![None; commits],
     };
     for row in rows {
@@ -118,18 +118,14 @@ fn returned(rows: &[PgRow], begins: usize, commits: usize) -> Result<Returned, S
         let generation: i64 = row
             .try_get(2)
             .map_err(unavailable("returning generation"))?;
-        let slots = if is_commit {
-            &mut answer.committed
+        let unknown =
+            || StoreError::Corrupt("a round answered for a write it was not given".into());
+        let index = usize::try_from(ordinality - 1).map_err(|_| unknown())?;
+        if is_commit {
+            *answer.committed.get_mut(index).ok_or_else(unknown)? = Some(generation);
         } else {
-            &mut answer.begun
-        };
-        let slot = usize::try_from(ordinality - 1)
-            .ok()
-            .and_then(|index| slots.get_mut(index))
-            .ok_or_else(|| {
-                StoreError::Corrupt("a round answered for a write it was not given".into())
-            })?;
-        *slot = Some(generation);
+            *answer.begun.get_mut(index).ok_or_else(unknown)? = true;
+        }
     }
     Ok(answer)
 }
