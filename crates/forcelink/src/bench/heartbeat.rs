@@ -17,7 +17,8 @@ use forcelink_core::heartbeat::{HostPacer, TickReport};
 use serde::Serialize;
 
 use super::measure::{
-    self, Machine, own_cpu, peak_rss_kib, pid_cpu, pid_cpu_with_reaped_children, threads_cpu,
+    self, Io, Machine, own_cpu, own_io, peak_rss_kib, pid_cpu, pid_cpu_with_reaped_children,
+    threads_cpu,
 };
 use super::setup::{self, BenchConnection, Forcelink};
 use super::sim_process::SimProcess;
@@ -87,6 +88,8 @@ pub struct RoundResult {
     pub postgres_cpu_ms: Option<f64>,
     pub peak_rss_forcelink_kib: u64,
     pub peak_rss_sfsim_kib: u64,
+    /// forcelink's read/write system calls over the round (SQLite's file IO and every socket).
+    pub io: Io,
     /// Whether `perf record` was attached (its numbers are skewed by the profiler).
     pub profiled: bool,
 }
@@ -201,6 +204,21 @@ impl HeartbeatReport {
             let used = r.forcelink_cpu_ms + r.sfsim_cpu_ms + r.postgres_cpu_ms.unwrap_or(0.0);
             let available = r.wall_ms * self.machine.cpus as f64;
             format!("{:.2} s", (available - used).max(0.0) / 1000.0)
+        });
+        let per_refresh = |count: u64| count as f64 / n.max(1) as f64;
+        row("reads per refresh: calls / KiB", &|r| {
+            format!(
+                "{:.1} / {:.1}",
+                per_refresh(r.io.read_calls),
+                per_refresh(r.io.read_bytes) / 1024.0
+            )
+        });
+        row("writes per refresh: calls / KiB", &|r| {
+            format!(
+                "{:.1} / {:.1}",
+                per_refresh(r.io.write_calls),
+                per_refresh(r.io.write_bytes) / 1024.0
+            )
         });
         row("peak RSS forcelink / sfsim", &|r| {
             format!(
@@ -349,6 +367,7 @@ async fn rounds(
         let before = sim.counters().await?;
         let (cpu0, sim0, pg0) = (own_cpu()?, pid_cpu(sim.pid())?, postgres_cpu());
         let engine0 = threads_cpu(SQLITE_WORKER)?;
+        let io0 = own_io()?;
         let round_started = Instant::now();
         // On the runtime's workers, as `serve` runs the heartbeat, not on this thread.
         let tick: TickReport = {
@@ -360,6 +379,7 @@ async fn rounds(
         let wall = round_started.elapsed();
         let (cpu1, sim1, pg1) = (own_cpu()?, pid_cpu(sim.pid())?, postgres_cpu());
         let engine1 = threads_cpu(SQLITE_WORKER)?;
+        let io = own_io()?.since(&io0);
         let profiled = perf.is_some();
         if let Some(perf) = perf {
             perf.stop()?;
@@ -385,6 +405,7 @@ async fn rounds(
                 .then(|| ms(pg1.saturating_sub(pg0))),
             peak_rss_forcelink_kib: peak_rss_kib(None)?,
             peak_rss_sfsim_kib: peak_rss_kib(Some(sim.pid()))?,
+            io,
             profiled,
         };
         eprintln!(

@@ -82,6 +82,44 @@ fn status_kib(path: &Path, field: &str) -> anyhow::Result<u64> {
         .ok_or_else(|| anyhow!("no {field} in {}", path.display()))
 }
 
+/// What this process's `read`/`write`-family system calls moved so far (`/proc/self/io`: files
+/// and sockets alike, page-cache hits included). Unlike CPU time it does not move with the
+/// machine's speed.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Io {
+    pub read_calls: u64,
+    pub read_bytes: u64,
+    pub write_calls: u64,
+    pub write_bytes: u64,
+}
+
+impl Io {
+    pub fn since(&self, earlier: &Io) -> Io {
+        Io {
+            read_calls: self.read_calls.saturating_sub(earlier.read_calls),
+            read_bytes: self.read_bytes.saturating_sub(earlier.read_bytes),
+            write_calls: self.write_calls.saturating_sub(earlier.write_calls),
+            write_bytes: self.write_bytes.saturating_sub(earlier.write_bytes),
+        }
+    }
+}
+
+pub fn own_io() -> anyhow::Result<Io> {
+    let text = std::fs::read_to_string("/proc/self/io").context("cannot read /proc/self/io")?;
+    let field = |name: &str| -> anyhow::Result<u64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.trim().parse().ok())
+            .ok_or_else(|| anyhow!("no {name} in /proc/self/io"))
+    };
+    Ok(Io {
+        read_calls: field("syscr:")?,
+        read_bytes: field("rchar:")?,
+        write_calls: field("syscw:")?,
+        write_bytes: field("wchar:")?,
+    })
+}
+
 /// Peak resident set size in KiB (`VmHWM`) of this process (`None`) or of `pid`.
 pub fn peak_rss_kib(pid: Option<u32>) -> anyhow::Result<u64> {
     let path = match pid {
