@@ -1,7 +1,8 @@
 //! The refresh-token heartbeat on SQLite: claiming due connections, moving their next beat,
 //! the idle report, the at-risk level, and counts by state.
 //!
-//! A claim is one `UPDATE … WHERE id IN (SELECT … LIMIT) RETURNING` statement: SQLite runs
+//! A claim is one `UPDATE … WHERE rowid IN (SELECT … LIMIT) RETURNING` statement (by rowid:
+//! the due index leads straight to each row, with no detour through the index on `id`): SQLite runs
 //! one writer at a time, so two processes on one file never claim the same connection. The
 //! due and idle queries read `connections_by_heartbeat_due` and
 //! `connections_by_refresh_token_use` (migration 0003), so their cost follows the rows they
@@ -22,7 +23,7 @@ pub(crate) async fn claim_due(
 ) -> Result<Vec<Connection>, StoreError> {
     let found = sqlx::query(concat!(
         "UPDATE connections SET lease_owner = ?1, lease_until = ?3 \
-         WHERE id IN (SELECT id FROM connections \
+         WHERE rowid IN (SELECT rowid FROM connections \
          WHERE state = 'active' AND heartbeat_due_at <= ?2 \
          AND (lease_owner IS NULL OR lease_until IS NULL OR lease_until <= ?2) \
          ORDER BY heartbeat_due_at LIMIT ?4) RETURNING ",
