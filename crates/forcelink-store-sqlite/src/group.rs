@@ -44,7 +44,8 @@ pub(crate) async fn write(
         }
         let mut lineage: Vec<&RefreshAttempt> = Vec::new();
         if !begins.is_empty() {
-            let begun = begin_all(&mut transaction, &begins).await?;
+            let rows = begin_all(&mut transaction, &begins).await?;
+            let begun = returned(&rows)?;
             for (index, begin) in &begins {
                 if begun.contains_key(&key_of(&begin.key)) {
                     written[*index] = RotationWritten::Begun;
@@ -53,7 +54,8 @@ pub(crate) async fn write(
             }
         }
         if !commits.is_empty() {
-            let committed = commit_all(&mut transaction, &commits).await?;
+            let rows = commit_all(&mut transaction, &commits).await?;
+            let committed = returned(&rows)?;
             for (index, commit) in &commits {
                 written[*index] = match committed.get(&key_of(&commit.key)) {
                     Some(generation) => {
@@ -77,13 +79,13 @@ pub(crate) async fn write(
     Ok(written)
 }
 
-type Key = (String, String);
+/// A connection's key as text borrowed from a write or a returned row: matching `RETURNING` rows
+/// to writes copies no strings. (SQLite's `RETURNING` may not name the `FROM` table, so a row
+/// cannot give back the position of its write, as PostgreSQL's does.)
+type Key<'a> = (&'a str, &'a str);
 
-fn key_of(key: &forcelink_core::ConnectionKey) -> Key {
-    (
-        key.org_id.as_str().to_string(),
-        key.context.as_str().to_string(),
-    )
+fn key_of(key: &forcelink_core::ConnectionKey) -> Key<'_> {
+    (key.org_id.as_str(), key.context.as_str())
 }
 
 /// `(?, ?, …), (?, ?, …)`: `rows` rows of `columns` placeholders.
@@ -145,11 +147,11 @@ static COMMIT: Texts = Texts::new(commit_sql);
 static RECORD: Texts = Texts::new(record_sql);
 
 /// The keys a statement's `RETURNING org_id, context[, generation]` gave back.
-fn returned(rows: &[SqliteRow]) -> Result<HashMap<Key, i64>, StoreError> {
+fn returned(rows: &[SqliteRow]) -> Result<HashMap<Key<'_>, i64>, StoreError> {
     rows.iter()
         .map(|row| {
-            let org: String = row.try_get(0).map_err(unavailable("returning org_id"))?;
-            let context: String = row.try_get(1).map_err(unavailable("returning context"))?;
+            let org: &str = row.try_get(0).map_err(unavailable("returning org_id"))?;
+            let context: &str = row.try_get(1).map_err(unavailable("returning context"))?;
             let generation: i64 = if row.len() > 2 {
                 row.try_get(2)
                     .map_err(unavailable("returning generation"))?
@@ -178,7 +180,7 @@ fn begin_sql(rows: usize) -> String {
 async fn begin_all(
     connection: &mut SqliteConnection,
     begins: &[(usize, &BeginWrite)],
-) -> Result<HashMap<Key, i64>, StoreError> {
+) -> Result<Vec<SqliteRow>, StoreError> {
     let sql = BEGIN.sql(padded(begins.len()));
     let mut query = sqlx::query::<Sqlite>(sql);
     for (_, begin) in begins {
@@ -195,11 +197,10 @@ async fn begin_all(
             .bind(micros(begin.lease_until));
     }
     let query = bind_padding(query, padded(begins.len()) - begins.len(), 10);
-    let rows = query
+    query
         .fetch_all(&mut *connection)
         .await
-        .map_err(unavailable("write_rotations begin_rotation"))?;
-    returned(&rows)
+        .map_err(unavailable("write_rotations begin_rotation"))
 }
 
 fn commit_sql(rows: usize) -> String {
@@ -226,7 +227,7 @@ fn commit_sql(rows: usize) -> String {
 async fn commit_all(
     connection: &mut SqliteConnection,
     commits: &[(usize, &CommitWrite)],
-) -> Result<HashMap<Key, i64>, StoreError> {
+) -> Result<Vec<SqliteRow>, StoreError> {
     let sql = COMMIT.sql(padded(commits.len()));
     let mut query = sqlx::query::<Sqlite>(sql);
     for (_, commit) in commits {
@@ -246,11 +247,10 @@ async fn commit_all(
             .bind(&commit.lease_owner);
     }
     let query = bind_padding(query, padded(commits.len()) - commits.len(), 12);
-    let rows = query
+    query
         .fetch_all(&mut *connection)
         .await
-        .map_err(unavailable("write_rotations commit_refresh"))?;
-    returned(&rows)
+        .map_err(unavailable("write_rotations commit_refresh"))
 }
 
 /// A commit that did not match: stale (reported with the current generation) or missing.
@@ -334,6 +334,40 @@ mod tests {
             }
             let (AssertSqlSafe(first), AssertSqlSafe(again)) = (texts.sql(8), texts.sql(8));
             assert!(std::ptr::eq(first.as_ptr(), again.as_ptr()));
+        }
+    }
+
+    /// The begins and commits find each row through the unique index on (org_id, context),
+    /// one lookup per write: a scan of `connections` would cost every group the whole table.
+    #[tokio::test]
+    async fn group_statements_look_connections_up_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::SqliteStore::open(&dir.path().join("plan.db"))
+            .await
+            .unwrap();
+        for texts in [&BEGIN, &COMMIT] {
+            for rows in [1, 128] {
+                let AssertSqlSafe(sql) = texts.sql(rows);
+                let plan: Vec<(i64, i64, i64, String)> =
+                    sqlx::query_as(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                        .fetch_all(store.pool())
+                        .await
+                        .unwrap();
+                let steps: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+                assert!(
+                    steps
+                        .iter()
+                        .any(|step| step.starts_with("SEARCH connections USING INDEX")
+                            && step.contains("org_id=? AND context=?")),
+                    "{rows}: {steps:?}"
+                );
+                assert!(
+                    !steps
+                        .iter()
+                        .any(|step| step.starts_with("SCAN connections")),
+                    "{rows}: {steps:?}"
+                );
+            }
         }
     }
 }
