@@ -89,51 +89,83 @@ impl Broker {
         pacer: &HostPacer,
     ) -> Result<TickReport, BrokerError> {
         let mut report = TickReport::default();
+        // The beats run as futures of this task, at most `concurrency` at once: no task per
+        // connection, and a beat's wake-ups stay with this task. The next batch is claimed as
+        // soon as the last connection of the current one has started, so the last beats of a
+        // batch overlap the next claim and the refreshes in flight (and with them the store's
+        // write groups) stay at `concurrency` instead of draining to none at every batch.
+        let concurrency = settings.concurrency.max(1);
+        let mut waiting = Vec::new().into_iter();
+        let mut beats = FuturesUnordered::new();
+        let mut claim = Some(self.claim_batch(settings));
+        let mut more_due = true;
+        let mut claim_failed = None;
         loop {
-            let now = self.clock.now();
-            let owner = self.settings.instance_id.clone();
-            let claimed = self
-                .store
-                .claim_due_heartbeats(&owner, now, now + self.settings.lease_ttl, settings.batch)
-                .await?;
-            if claimed.is_empty() {
-                break;
+            while beats.len() < concurrency {
+                let Some(connection) = waiting.next() else {
+                    break;
+                };
+                beats.push(AssertUnwindSafe(self.beat(connection, settings, pacer)).catch_unwind());
             }
-            let full_batch = claimed.len() as u32 >= settings.batch;
-            report.claimed += claimed.len() as u64;
-            // The beats run as futures of this task, at most `concurrency` at once: no task
-            // per connection, and a beat's wake-ups stay with this task.
-            let concurrency = settings.concurrency.max(1);
-            let mut waiting = claimed.into_iter();
-            let mut beats = FuturesUnordered::new();
-            loop {
-                while beats.len() < concurrency {
-                    let Some(connection) = waiting.next() else {
-                        break;
-                    };
-                    beats.push(
-                        AssertUnwindSafe(self.beat(connection, settings, pacer)).catch_unwind(),
-                    );
-                }
-                match beats.next().await {
-                    Some(Ok(Beat::Refreshed)) => report.refreshed += 1,
-                    Some(Ok(Beat::Skipped)) => report.skipped += 1,
-                    Some(Ok(Beat::Failed)) => report.failed += 1,
-                    Some(Err(_)) => {
+            if claim.is_none() && more_due && claim_failed.is_none() && waiting.len() == 0 {
+                claim = Some(self.claim_batch(settings));
+            }
+            tokio::select! {
+                // Beats first: a finished beat frees a slot for a waiting connection.
+                biased;
+                Some(beat) = beats.next(), if !beats.is_empty() => match beat {
+                    Ok(Beat::Refreshed) => report.refreshed += 1,
+                    Ok(Beat::Skipped) => report.skipped += 1,
+                    Ok(Beat::Failed) => report.failed += 1,
+                    Err(_) => {
                         tracing::error!(
                             "a heartbeat refresh panicked; its lease expires by itself"
                         );
                         report.failed += 1;
                     }
-                    None => break,
+                },
+                claimed = async {
+                    match claim.as_mut() {
+                        Some(claim) => claim.await,
+                        None => std::future::pending().await,
+                    }
+                }, if claim.is_some() => {
+                    claim = None;
+                    match claimed {
+                        Ok(claimed) => {
+                            more_due = claimed.len() as u32 >= settings.batch;
+                            report.claimed += claimed.len() as u64;
+                            waiting = claimed.into_iter();
+                        }
+                        // The beats in flight finish first; they hold leases and in-flight
+                        // records that must not be abandoned half-way.
+                        Err(error) => claim_failed = Some(error),
+                    }
                 }
+                else => break,
             }
-            if !full_batch {
-                break;
-            }
+        }
+        if let Some(error) = claim_failed {
+            return Err(error.into());
         }
         report.at_risk_raised = self.raise_at_risk().await?;
         Ok(report)
+    }
+
+    /// Claims (leases) the next batch of due connections.
+    fn claim_batch<'a>(
+        &'a self,
+        settings: &HeartbeatSettings,
+    ) -> futures_util::future::BoxFuture<'a, Result<Vec<Connection>, crate::store::StoreError>>
+    {
+        let now = self.clock.now();
+        let owner = self.settings.instance_id.clone();
+        let (lease_until, batch) = (now + self.settings.lease_ttl, settings.batch);
+        Box::pin(async move {
+            self.store
+                .claim_due_heartbeats(&owner, now, lease_until, batch)
+                .await
+        })
     }
 
     async fn beat(

@@ -75,11 +75,17 @@ async fn the_heartbeat_keeps_100_connections_alive_through_120_days() {
     let made = connections(&mut app, 100).await;
     let broker = app.broker().clone();
     let pacer = Arc::new(HostPacer::default());
-    let settings = manual_ticks();
+    // Batches smaller than the 100 due: each day's tick claims seven batches, each claimed
+    // while the last beats of the one before are still running.
+    let settings = HeartbeatSettings {
+        batch: 16,
+        ..manual_ticks()
+    };
     for day in 1..=120 {
         app.advance(DAY);
         let report = broker.heartbeat_tick(&settings, &pacer).await.unwrap();
         assert_eq!(report.failed, 0, "day {day}: {report:?}");
+        assert_eq!(report.claimed, 100, "day {day}: {report:?}");
         assert_eq!(
             report.refreshed + report.skipped,
             report.claimed,
