@@ -133,7 +133,9 @@ impl Broker {
                     claim = None;
                     match claimed {
                         Ok(claimed) => {
-                            more_due = claimed.len() as u32 >= settings.batch;
+                            // A short batch was all that is due; an empty one certainly.
+                            more_due = !claimed.is_empty()
+                                && claimed.len() as u32 >= settings.batch.max(1);
                             report.claimed += claimed.len() as u64;
                             waiting = claimed.into_iter();
                         }
@@ -160,7 +162,7 @@ impl Broker {
     {
         let now = self.clock.now();
         let owner = self.settings.instance_id.clone();
-        let (lease_until, batch) = (now + self.settings.lease_ttl, settings.batch);
+        let (lease_until, batch) = (now + self.settings.lease_ttl, settings.batch.max(1));
         Box::pin(async move {
             self.store
                 .claim_due_heartbeats(&owner, now, lease_until, batch)

@@ -112,6 +112,26 @@ async fn the_heartbeat_keeps_100_connections_alive_through_120_days() {
     }
 }
 
+/// A batch of 0 (`HeartbeatSettings` is public; the binary clamps its config) claims one at a
+/// time instead of nothing, and the tick ends when nothing is due.
+#[tokio::test]
+async fn a_tick_with_a_batch_of_zero_claims_one_at_a_time_and_ends() {
+    let mut app = app_without_background_heartbeat(Options::default()).await;
+    connections(&mut app, 3).await;
+    app.advance(DAY + 60);
+    let settings = HeartbeatSettings {
+        batch: 0,
+        ..manual_ticks()
+    };
+    let report = app
+        .broker()
+        .heartbeat_tick(&settings, &Arc::new(HostPacer::default()))
+        .await
+        .unwrap();
+    assert_eq!((report.claimed, report.refreshed), (3, 3), "{report:?}");
+    assert_eq!(app.sim.counters().refresh_grants, 3);
+}
+
 #[tokio::test]
 async fn at_risk_events_are_raised_once_at_seven_three_and_one_days() {
     let mut app = app_without_background_heartbeat(Options::default()).await;
