@@ -93,6 +93,10 @@ macro_rules! salesforce_id {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+            /// The shared text itself, e.g. for a driver that can keep it without copying.
+            pub fn shared(&self) -> Arc<str> {
+                Arc::clone(&self.0)
+            }
         }
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -142,6 +146,10 @@ impl ConnectionContext {
     }
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+    /// The shared text itself, e.g. for a driver that can keep it without copying.
+    pub fn shared(&self) -> Arc<str> {
+        Arc::clone(&self.0)
     }
 }
 impl fmt::Display for ConnectionContext {

@@ -6,7 +6,8 @@
 //! for the commits, and one multi-row lineage upsert for the writes that took effect. Every row
 //! keeps the condition of the single-row statement it stands for (`rotation::begin`,
 //! `connections::commit_refresh`), so a group answers each write as it would alone. This
-//! module must not read SQLite's clock.
+//! module must not read SQLite's clock. Connection keys are bound as their shared `Arc<str>`,
+//! which sqlx keeps as it is; every other bound text or blob sqlx copies.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -185,8 +186,8 @@ async fn begin_all(
     let mut query = sqlx::query::<Sqlite>(sql);
     for (_, begin) in begins {
         query = query
-            .bind(begin.key.org_id.as_str())
-            .bind(begin.key.context.as_str())
+            .bind(begin.key.org_id.shared())
+            .bind(begin.key.context.shared())
             .bind(&begin.record.owner)
             .bind(begin.expected_generation)
             .bind(&begin.record.attempt_id)
@@ -233,8 +234,8 @@ async fn commit_all(
     for (_, commit) in commits {
         let write = &commit.write;
         query = query
-            .bind(commit.key.org_id.as_str())
-            .bind(commit.key.context.as_str())
+            .bind(commit.key.org_id.shared())
+            .bind(commit.key.context.shared())
             .bind(commit.expected_generation)
             .bind(&commit.attempt_id)
             .bind(write.access_token.as_bytes())
@@ -298,8 +299,8 @@ async fn record_all(
     for attempt in attempts {
         query = query
             .bind(&attempt.attempt_id)
-            .bind(attempt.org_id.as_str())
-            .bind(attempt.context.as_str())
+            .bind(attempt.org_id.shared())
+            .bind(attempt.context.shared())
             .bind(&attempt.instance)
             .bind(micros(attempt.started_at))
             .bind(attempt.finished_at.map(micros))
