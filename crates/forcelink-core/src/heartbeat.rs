@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use chrono::Duration;
 use futures_util::FutureExt;
+use futures_util::future::OptionFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::json;
 
@@ -94,10 +95,11 @@ impl Broker {
         // soon as the last connection of the current one has started, so the last beats of a
         // batch overlap the next claim and the refreshes in flight (and with them the store's
         // write groups) stay at `concurrency` instead of draining to none at every batch.
-        let concurrency = settings.concurrency.max(1);
+        // At least one of each, whatever the settings say.
+        let (concurrency, batch) = (settings.concurrency.max(1), settings.batch.max(1));
         let mut waiting = Vec::new().into_iter();
         let mut beats = FuturesUnordered::new();
-        let mut claim = Some(self.claim_batch(settings));
+        let mut claim = Some(self.claim_batch(batch));
         let mut more_due = true;
         let mut claim_failed = None;
         loop {
@@ -107,8 +109,8 @@ impl Broker {
                 };
                 beats.push(AssertUnwindSafe(self.beat(connection, settings, pacer)).catch_unwind());
             }
-            if claim.is_none() && more_due && claim_failed.is_none() && waiting.len() == 0 {
-                claim = Some(self.claim_batch(settings));
+            if claim.is_none() && more_due && waiting.len() == 0 {
+                claim = Some(self.claim_batch(batch));
             }
             tokio::select! {
                 // Beats first: a finished beat frees a slot for a waiting connection.
@@ -124,24 +126,21 @@ impl Broker {
                         report.failed += 1;
                     }
                 },
-                claimed = async {
-                    match claim.as_mut() {
-                        Some(claim) => claim.await,
-                        None => std::future::pending().await,
-                    }
-                }, if claim.is_some() => {
+                Some(claimed) = OptionFuture::from(claim.as_mut()), if claim.is_some() => {
                     claim = None;
                     match claimed {
                         Ok(claimed) => {
-                            // A short batch was all that is due; an empty one certainly.
-                            more_due = !claimed.is_empty()
-                                && claimed.len() as u32 >= settings.batch.max(1);
+                            // A short (or empty) batch was all that is due.
+                            more_due = claimed.len() as u32 >= batch;
                             report.claimed += claimed.len() as u64;
                             waiting = claimed.into_iter();
                         }
-                        // The beats in flight finish first; they hold leases and in-flight
-                        // records that must not be abandoned half-way.
-                        Err(error) => claim_failed = Some(error),
+                        // No more claims; the beats in flight finish first: they hold leases
+                        // and in-flight records that must not be abandoned half-way.
+                        Err(error) => {
+                            more_due = false;
+                            claim_failed = Some(error);
+                        }
                     }
                 }
                 else => break,
@@ -154,20 +153,19 @@ impl Broker {
         Ok(report)
     }
 
-    /// Claims (leases) the next batch of due connections.
-    fn claim_batch<'a>(
-        &'a self,
-        settings: &HeartbeatSettings,
-    ) -> futures_util::future::BoxFuture<'a, Result<Vec<Connection>, crate::store::StoreError>>
+    /// Claims (leases) the next `batch` due connections.
+    fn claim_batch(
+        &self,
+        batch: u32,
+    ) -> futures_util::future::BoxFuture<'_, Result<Vec<Connection>, crate::store::StoreError>>
     {
         let now = self.clock.now();
-        let owner = self.settings.instance_id.clone();
-        let (lease_until, batch) = (now + self.settings.lease_ttl, settings.batch.max(1));
-        Box::pin(async move {
-            self.store
-                .claim_due_heartbeats(&owner, now, lease_until, batch)
-                .await
-        })
+        self.store.claim_due_heartbeats(
+            &self.settings.instance_id,
+            now,
+            now + self.settings.lease_ttl,
+            batch,
+        )
     }
 
     async fn beat(

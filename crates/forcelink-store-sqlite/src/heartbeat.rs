@@ -2,9 +2,9 @@
 //! the idle report, the at-risk level, and counts by state.
 //!
 //! A claim is one `UPDATE … WHERE rowid IN (SELECT … LIMIT) RETURNING` statement (by rowid:
-//! the due index leads straight to each row, with no detour through the index on `id`): SQLite runs
-//! one writer at a time, so two processes on one file never claim the same connection. The
-//! due and idle queries read `connections_by_heartbeat_due` and
+//! the due index leads straight to each row, with no detour through the index on `id`):
+//! SQLite runs one writer at a time, so two processes on one file never claim the same
+//! connection. The due and idle queries read `connections_by_heartbeat_due` and
 //! `connections_by_refresh_token_use` (migration 0003), so their cost follows the rows they
 //! return. Times come from the caller, never SQLite's clock.
 

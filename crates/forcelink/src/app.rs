@@ -97,8 +97,9 @@ pub fn egress_label(config: &Config) -> Option<String> {
 pub fn heartbeat_settings(config: &Config) -> forcelink_core::heartbeat::HeartbeatSettings {
     let heartbeat = &config.heartbeat;
     forcelink_core::heartbeat::HeartbeatSettings {
-        batch: heartbeat.batch.max(1),
-        concurrency: heartbeat.concurrency.max(1) as usize,
+        // `heartbeat_tick` takes at least one of each.
+        batch: heartbeat.batch,
+        concurrency: heartbeat.concurrency as usize,
         per_host_rate: heartbeat.per_host_rate,
         retry_after: Duration::minutes(i64::from(heartbeat.retry_minutes)),
         tick_every: std::time::Duration::from_secs(u64::from(heartbeat.tick_seconds.max(1))),

@@ -76,6 +76,11 @@ pub fn threads_cpu(prefix: &str) -> anyhow::Result<Duration> {
 fn status_kib(path: &Path, field: &str) -> anyhow::Result<u64> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    field_value(&text, path, field)
+}
+
+/// The number after `field` on its line of a `/proc` file's `text` (a `kB` unit dropped).
+fn field_value(text: &str, path: &Path, field: &str) -> anyhow::Result<u64> {
     text.lines()
         .find_map(|line| line.strip_prefix(field))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
@@ -105,13 +110,9 @@ impl Io {
 }
 
 pub fn own_io() -> anyhow::Result<Io> {
-    let text = std::fs::read_to_string("/proc/self/io").context("cannot read /proc/self/io")?;
-    let field = |name: &str| -> anyhow::Result<u64> {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.trim().parse().ok())
-            .ok_or_else(|| anyhow!("no {name} in /proc/self/io"))
-    };
+    let path = Path::new("/proc/self/io");
+    let text = std::fs::read_to_string(path).context("cannot read /proc/self/io")?;
+    let field = |name: &str| field_value(&text, path, name);
     Ok(Io {
         read_calls: field("syscr:")?,
         read_bytes: field("rchar:")?,
