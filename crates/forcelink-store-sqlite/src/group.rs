@@ -1,11 +1,13 @@
 //! Groups of rotation writes on SQLite: many refreshes' in-flight records and commits in one
 //! `BEGIN IMMEDIATE` transaction, so one fsync and a handful of statements serve the group.
 //!
-//! Each round of a group (`group::rounds`: no connection twice) is at most three set-based
-//! statements: one `WITH w(…) AS (VALUES …) UPDATE … FROM w … RETURNING` for the begins, one
-//! for the commits, and one multi-row lineage upsert for the writes that took effect. Every row
-//! keeps the condition of the single-row statement it stands for (`rotation::begin`,
-//! `connections::commit_refresh`), so a group answers each write as it would alone. This
+//! Each round of a group (`group::rounds`: no connection twice) is at most four set-based
+//! statements: one `WITH w(…) AS (VALUES …) UPDATE … FROM w … RETURNING` for the begins (on
+//! `connection_leases`), one for the commits (on `connections`), one that clears the committed
+//! connections' in-flight records and their committer's leases, and one multi-row lineage upsert
+//! for the writes that took effect. Every row keeps the condition of the single-row statement
+//! it stands for (`rotation::begin`, `connections::commit_refresh`), so a group answers each
+//! write as it would alone. This
 //! module must not read SQLite's clock. Connection keys are bound as their shared `Arc<str>`,
 //! which sqlx keeps as it is; every other bound text or blob sqlx copies.
 
@@ -57,16 +59,21 @@ pub(crate) async fn write(
         if !commits.is_empty() {
             let rows = commit_all(&mut transaction, &commits).await?;
             let committed = returned(&rows)?;
+            let mut settled = Vec::with_capacity(committed.len());
             for (index, commit) in &commits {
                 written[*index] = match committed.get(&key_of(&commit.key)) {
                     Some(generation) => {
                         lineage.push(&commit.attempt);
+                        settled.push(*commit);
                         RotationWritten::Committed {
                             generation: *generation,
                         }
                     }
                     None => why_not_committed(&mut transaction, commit).await?,
                 };
+            }
+            if !settled.is_empty() {
+                settle_all(&mut transaction, &settled).await?;
             }
         }
         if !lineage.is_empty() {
@@ -145,6 +152,7 @@ impl Texts {
 
 static BEGIN: Texts = Texts::new(begin_sql);
 static COMMIT: Texts = Texts::new(commit_sql);
+static SETTLE: Texts = Texts::new(settle_sql);
 static RECORD: Texts = Texts::new(record_sql);
 
 /// The keys a statement's `RETURNING org_id, context[, generation]` gave back.
@@ -168,11 +176,13 @@ fn begin_sql(rows: usize) -> String {
     format!(
         "WITH w(w_org, w_context, w_owner, w_generation, w_attempt, w_started, w_hash, \
          w_recovery, w_replacing, w_until) AS (VALUES {}) \
-         UPDATE connections SET inflight_attempt = w_attempt, inflight_owner = w_owner, \
+         UPDATE connection_leases SET inflight_attempt = w_attempt, inflight_owner = w_owner, \
          inflight_started_at = w_started, inflight_old_hash = w_hash, \
          inflight_recovery = w_recovery, lease_until = w_until \
-         FROM w WHERE org_id = w_org AND context = w_context AND lease_owner = w_owner \
-         AND generation = w_generation AND inflight_attempt IS w_replacing \
+         FROM w JOIN connections c ON c.org_id = w_org AND c.context = w_context \
+         WHERE connection_leases.org_id = w_org AND connection_leases.context = w_context \
+         AND connection_leases.lease_owner = w_owner AND c.generation = w_generation \
+         AND connection_leases.inflight_attempt IS w_replacing \
          RETURNING org_id, context",
         placeholders(rows, 10)
     )
@@ -207,21 +217,18 @@ async fn begin_all(
 fn commit_sql(rows: usize) -> String {
     format!(
         "WITH w(w_org, w_context, w_generation, w_attempt, w_access, w_issued, w_expires, \
-         w_refresh, w_instance, w_refreshed, w_due, w_owner) AS (VALUES {}) \
+         w_refresh, w_instance, w_refreshed, w_due) AS (VALUES {}) \
          UPDATE connections SET access_token = w_access, access_issued_at = w_issued, \
          access_expires_at = w_expires, refresh_token = COALESCE(w_refresh, refresh_token), \
          rotation_seen = CASE WHEN w_refresh IS NULL THEN rotation_seen ELSE 1 END, \
          instance_url = w_instance, last_refresh_at = w_refreshed, updated_at = w_refreshed, \
          generation = generation + 1, health = 'ok', health_detail = NULL, \
-         inflight_attempt = NULL, inflight_owner = NULL, inflight_started_at = NULL, \
-         inflight_old_hash = NULL, inflight_recovery = 0, refresh_token_used_at = w_refreshed, \
-         heartbeat_due_at = w_due, at_risk_level = 0, \
-         lease_owner = CASE WHEN lease_owner = w_owner THEN NULL ELSE lease_owner END, \
-         lease_until = CASE WHEN lease_owner = w_owner THEN NULL ELSE lease_until END \
-         FROM w WHERE org_id = w_org AND context = w_context AND generation = w_generation \
-         AND inflight_attempt IS w_attempt \
+         refresh_token_used_at = w_refreshed, heartbeat_due_at = w_due, at_risk_level = 0 \
+         FROM w JOIN connection_leases l ON l.org_id = w_org AND l.context = w_context \
+         WHERE connections.org_id = w_org AND connections.context = w_context \
+         AND connections.generation = w_generation AND l.inflight_attempt = w_attempt \
          RETURNING org_id, context, generation",
-        placeholders(rows, 12)
+        placeholders(rows, 11)
     )
 }
 
@@ -244,14 +251,48 @@ async fn commit_all(
             .bind(write.refresh_token.as_ref().map(|sealed| sealed.as_bytes()))
             .bind(&write.instance_url)
             .bind(micros(write.refreshed_at))
-            .bind(micros(write.heartbeat_due_at))
-            .bind(&commit.lease_owner);
+            .bind(micros(write.heartbeat_due_at));
     }
-    let query = bind_padding(query, padded(commits.len()) - commits.len(), 12);
+    let query = bind_padding(query, padded(commits.len()) - commits.len(), 11);
     query
         .fetch_all(&mut *connection)
         .await
         .map_err(unavailable("write_rotations commit_refresh"))
+}
+
+fn settle_sql(rows: usize) -> String {
+    format!(
+        "WITH w(w_org, w_context, w_owner) AS (VALUES {}) \
+         UPDATE connection_leases SET inflight_attempt = NULL, inflight_owner = NULL, \
+         inflight_started_at = NULL, inflight_old_hash = NULL, inflight_recovery = 0, \
+         lease_owner = CASE WHEN lease_owner = w_owner THEN NULL ELSE lease_owner END, \
+         lease_until = CASE WHEN lease_owner = w_owner THEN NULL ELSE lease_until END \
+         FROM w WHERE org_id = w_org AND context = w_context",
+        placeholders(rows, 3)
+    )
+}
+
+/// Clears the in-flight record of each committed connection, and its lease if the committer
+/// holds it (a lease another owner took over stays theirs). Migration 0008's trigger deletes
+/// the rows this leaves empty.
+async fn settle_all(
+    connection: &mut SqliteConnection,
+    commits: &[&CommitWrite],
+) -> Result<(), StoreError> {
+    let sql = SETTLE.sql(padded(commits.len()));
+    let mut query = sqlx::query::<Sqlite>(sql);
+    for commit in commits {
+        query = query
+            .bind(commit.key.org_id.shared())
+            .bind(commit.key.context.shared())
+            .bind(&commit.lease_owner);
+    }
+    let query = bind_padding(query, padded(commits.len()) - commits.len(), 3);
+    query
+        .execute(&mut *connection)
+        .await
+        .map_err(unavailable("write_rotations settle"))?;
+    Ok(())
 }
 
 /// A commit that did not match: stale (reported with the current generation) or missing.
@@ -326,7 +367,7 @@ mod tests {
 
     #[test]
     fn statement_texts_are_built_once_per_padded_size() {
-        for (texts, columns) in [(&BEGIN, 10), (&COMMIT, 12), (&RECORD, 13)] {
+        for (texts, columns) in [(&BEGIN, 10), (&COMMIT, 11), (&SETTLE, 3), (&RECORD, 13)] {
             for rows in [1, 2, 4, 8, 16, 32, 64, 128, 256] {
                 let AssertSqlSafe(text) = texts.sql(rows);
                 assert_eq!(text.matches('?').count(), rows * columns);
@@ -338,15 +379,20 @@ mod tests {
         }
     }
 
-    /// The begins and commits find each row through the unique index on (org_id, context),
-    /// one lookup per write: a scan of `connections` would cost every group the whole table.
+    /// The begins, commits and settles find each row through an index on (org_id, context),
+    /// one lookup per write: a scan of `connections` would cost every group the whole table,
+    /// and a scan of `connection_leases` every lease in the store.
     #[tokio::test]
     async fn group_statements_look_connections_up_by_key() {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::SqliteStore::open(&dir.path().join("plan.db"))
             .await
             .unwrap();
-        for texts in [&BEGIN, &COMMIT] {
+        for (texts, searched) in [
+            (&BEGIN, ["connections", "connection_leases"].as_slice()),
+            (&COMMIT, ["connections", "connection_leases"].as_slice()),
+            (&SETTLE, ["connection_leases"].as_slice()),
+        ] {
             for rows in [1, 128] {
                 let AssertSqlSafe(sql) = texts.sql(rows);
                 let plan: Vec<(i64, i64, i64, String)> =
@@ -355,19 +401,26 @@ mod tests {
                         .await
                         .unwrap();
                 let steps: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
-                assert!(
-                    steps
-                        .iter()
-                        .any(|step| step.starts_with("SEARCH connections USING INDEX")
-                            && step.contains("org_id=? AND context=?")),
-                    "{rows}: {steps:?}"
-                );
-                assert!(
-                    !steps
-                        .iter()
-                        .any(|step| step.starts_with("SCAN connections")),
-                    "{rows}: {steps:?}"
-                );
+                // Aliased in the statement: `c` is connections, `l` connection_leases.
+                let names = |table: &str| match table {
+                    "connections" => ["connections", "c"],
+                    _ => ["connection_leases", "l"],
+                };
+                for table in searched {
+                    assert!(
+                        steps.iter().any(|step| names(table).iter().any(|name| {
+                            step.starts_with(&format!("SEARCH {name} USING "))
+                                && step.contains("org_id=? AND context=?")
+                        })),
+                        "{table}, {rows}: {steps:?}"
+                    );
+                    assert!(
+                        !steps.iter().any(|step| names(table)
+                            .iter()
+                            .any(|name| step.starts_with(&format!("SCAN {name}")))),
+                        "{table}, {rows}: {steps:?}"
+                    );
+                }
             }
         }
     }

@@ -1,18 +1,21 @@
 //! The refresh-token heartbeat on SQLite: claiming due connections, moving their next beat,
 //! the idle report, the at-risk level, and counts by state.
 //!
-//! A claim is one `UPDATE … WHERE rowid IN (SELECT … LIMIT) RETURNING` statement (by rowid:
-//! the due index leads straight to each row, with no detour through the index on `id`):
-//! SQLite runs one writer at a time, so two processes on one file never claim the same
-//! connection. The due and idle queries read `connections_by_heartbeat_due` and
-//! `connections_by_refresh_token_use` (migration 0003), so their cost follows the rows they
-//! return. Times come from the caller, never SQLite's clock.
+//! A claim is one `BEGIN IMMEDIATE` transaction on the rotations connection: it selects the
+//! due connections whose lease is free or expired (through `connections_by_heartbeat_due`, by
+//! rowid) and writes their leases to `connection_leases` (migration 0008), so the claim
+//! rewrites no connection row. SQLite runs one writer at a time, so two processes on one file
+//! never claim the same connection. The due and idle queries read
+//! `connections_by_heartbeat_due` and `connections_by_refresh_token_use` (migration 0003), so
+//! their cost follows the rows they return. Times come from the caller, never SQLite's clock.
 
 use chrono::{DateTime, Utc};
-use forcelink_core::{Connection, ConnectionKey, ConnectionState, StoreError};
-use sqlx::SqlitePool;
+use std::fmt::Write as _;
 
-use crate::rows::{self, connection_columns, corrupt, micros, unavailable};
+use forcelink_core::{Connection, ConnectionKey, ConnectionState, Lease, StoreError};
+use sqlx::{Row, SqlitePool};
+
+use crate::rows::{self, connection_columns, connection_source, corrupt, micros, unavailable};
 
 pub(crate) async fn claim_due(
     pool: &SqlitePool,
@@ -21,27 +24,68 @@ pub(crate) async fn claim_due(
     lease_until: DateTime<Utc>,
     limit: u32,
 ) -> Result<Vec<Connection>, StoreError> {
+    let mut transaction = pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(unavailable("claim_due_heartbeats begin"))?;
     let found = sqlx::query(concat!(
-        "UPDATE connections SET lease_owner = ?1, lease_until = ?3 \
-         WHERE rowid IN (SELECT rowid FROM connections \
-         WHERE state = 'active' AND heartbeat_due_at <= ?2 \
-         AND (lease_owner IS NULL OR lease_until IS NULL OR lease_until <= ?2) \
-         ORDER BY heartbeat_due_at LIMIT ?4) RETURNING ",
-        connection_columns!()
+        "SELECT c.rowid AS row_number, ",
+        connection_columns!(),
+        " FROM ",
+        connection_source!(),
+        " WHERE c.state = 'active' AND c.heartbeat_due_at <= ?1 \
+         AND (l.lease_owner IS NULL OR l.lease_until IS NULL OR l.lease_until <= ?1) \
+         ORDER BY c.heartbeat_due_at LIMIT ?2"
     ))
-    .bind(owner)
     .bind(micros(now))
-    .bind(micros(lease_until))
     .bind(i64::from(limit))
-    .fetch_all(pool)
+    .fetch_all(&mut *transaction)
     .await
     .map_err(unavailable("claim_due_heartbeats"))?;
-    let mut claimed = found
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The claimed rows' rowids as one JSON array: one bound value for the whole batch.
+    let mut row_numbers = String::with_capacity(found.len() * 8 + 2);
+    row_numbers.push('[');
+    for (i, row) in found.iter().enumerate() {
+        let row_number: i64 = row
+            .try_get("row_number")
+            .map_err(unavailable("claim_due_heartbeats rowid"))?;
+        if i > 0 {
+            row_numbers.push(',');
+        }
+        let _ = write!(row_numbers, "{row_number}");
+    }
+    row_numbers.push(']');
+    sqlx::query(
+        "INSERT INTO connection_leases (org_id, context, lease_owner, lease_until) \
+         SELECT org_id, context, ?1, ?2 FROM connections \
+         WHERE rowid IN (SELECT value FROM json_each(?3)) \
+         ON CONFLICT (org_id, context) DO UPDATE \
+         SET lease_owner = excluded.lease_owner, lease_until = excluded.lease_until",
+    )
+    .bind(owner)
+    .bind(micros(lease_until))
+    .bind(row_numbers)
+    .execute(&mut *transaction)
+    .await
+    .map_err(unavailable("claim_due_heartbeats lease"))?;
+    let claimed = found
         .iter()
-        .map(rows::connection)
-        .collect::<Result<Vec<_>, _>>()?;
-    // RETURNING has no order of its own.
-    claimed.sort_by_key(|connection| connection.heartbeat_due_at);
+        .map(|row| {
+            let mut connection = rows::connection(row)?;
+            connection.lease = Some(Lease {
+                owner: owner.to_string(),
+                until: lease_until,
+            });
+            Ok(connection)
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    transaction
+        .commit()
+        .await
+        .map_err(unavailable("claim_due_heartbeats commit"))?;
     Ok(claimed)
 }
 
@@ -70,8 +114,10 @@ pub(crate) async fn idle(
     let found = sqlx::query(concat!(
         "SELECT ",
         connection_columns!(),
-        " FROM connections WHERE state = 'active' AND refresh_token_used_at < ?1 \
-         ORDER BY refresh_token_used_at LIMIT ?2"
+        " FROM ",
+        connection_source!(),
+        " WHERE c.state = 'active' AND c.refresh_token_used_at < ?1 \
+         ORDER BY c.refresh_token_used_at LIMIT ?2"
     ))
     .bind(micros(used_before))
     .bind(i64::from(limit))
@@ -89,8 +135,10 @@ pub(crate) async fn lost_rotations(
     let found = sqlx::query(concat!(
         "SELECT ",
         connection_columns!(),
-        " FROM connections WHERE inflight_attempt IS NOT NULL AND state = 'active' \
-         AND inflight_started_at < ?1 ORDER BY inflight_started_at LIMIT ?2"
+        " FROM connection_leases l JOIN connections c \
+         ON c.org_id = l.org_id AND c.context = l.context \
+         WHERE l.inflight_attempt IS NOT NULL AND c.state = 'active' \
+         AND l.inflight_started_at < ?1 ORDER BY l.inflight_started_at LIMIT ?2"
     ))
     .bind(micros(started_before))
     .bind(i64::from(limit))

@@ -1,18 +1,16 @@
-//! The refresh lease on SQLite: acquire, renew and release, each owner-checked.
+//! The refresh lease on SQLite: acquire, renew and release, each owner-checked, on the
+//! connection's row in `connection_leases` (migration 0008).
 //!
-//! Acquiring is one `UPDATE … WHERE <free, expired or ours> RETURNING`, so two processes on
-//! one file never both hold the lease; only on a miss is the row read, to tell `Busy` from
-//! `Missing`. A lease is never compared with SQLite's clock: `now` comes from the caller.
+//! Acquiring reads the holder and takes the lease in one `BEGIN IMMEDIATE` transaction, so two
+//! processes on one file never both hold it and a miss tells `Busy` from `Missing` without a
+//! retry. A lease is never compared with SQLite's clock: `now` comes from the caller.
 
 use chrono::{DateTime, Utc};
 use forcelink_core::{ConnectionKey, LeaseOutcome, StoreError};
 use sqlx::SqlitePool;
 
-use crate::rows::{self, connection_columns, micros, unavailable};
-
-/// How often `acquire` retries when the lease it found taken was freed before it could read
-/// who held it.
-const ACQUIRE_ATTEMPTS: usize = 5;
+use crate::connections;
+use crate::rows::{self, micros, unavailable};
 
 pub(crate) async fn acquire(
     pool: &SqlitePool,
@@ -21,47 +19,55 @@ pub(crate) async fn acquire(
     now: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Result<LeaseOutcome, StoreError> {
-    for _attempt in 0..ACQUIRE_ATTEMPTS {
-        let row = sqlx::query(concat!(
-            "UPDATE connections SET lease_owner = ?3, lease_until = ?5 \
-             WHERE org_id = ?1 AND context = ?2 AND (lease_owner IS NULL OR lease_owner = ?3 \
-             OR lease_until IS NULL OR lease_until <= ?4) RETURNING ",
-            connection_columns!()
-        ))
-        .bind(key.org_id.as_str())
-        .bind(key.context.as_str())
-        .bind(owner)
-        .bind(micros(now))
-        .bind(micros(until))
-        .fetch_optional(pool)
+    let mut transaction = pool
+        .begin_with("BEGIN IMMEDIATE")
         .await
-        .map_err(unavailable("acquire_lease"))?;
-        if let Some(row) = row {
-            return rows::connection(&row).map(LeaseOutcome::Acquired);
-        }
-        let holder = sqlx::query(
-            "SELECT lease_owner, lease_until FROM connections WHERE org_id = ?1 AND context = ?2",
-        )
-        .bind(key.org_id.as_str())
-        .bind(key.context.as_str())
-        .fetch_optional(pool)
-        .await
-        .map_err(unavailable("acquire_lease read"))?;
-        let Some(holder) = holder else {
-            return Ok(LeaseOutcome::Missing);
-        };
-        let holder_owner: Option<String> = rows::get(&holder, "lease_owner")?;
-        let holder_until = rows::optional_time(&holder, "lease_until")?;
-        if let (Some(owner), Some(until)) = (holder_owner, holder_until)
-            && until > now
-        {
-            return Ok(LeaseOutcome::Busy { owner, until });
-        }
-        // Released or expired between the update and the read: try again.
+        .map_err(unavailable("acquire_lease begin"))?;
+    let holder = sqlx::query(
+        "SELECT l.lease_owner AS lease_owner, l.lease_until AS lease_until \
+         FROM connections c LEFT JOIN connection_leases l \
+         ON l.org_id = c.org_id AND l.context = c.context \
+         WHERE c.org_id = ?1 AND c.context = ?2",
+    )
+    .bind(key.org_id.as_str())
+    .bind(key.context.as_str())
+    .fetch_optional(&mut *transaction)
+    .await
+    .map_err(unavailable("acquire_lease read"))?;
+    let Some(holder) = holder else {
+        return Ok(LeaseOutcome::Missing);
+    };
+    let holder_owner: Option<String> = rows::get(&holder, "lease_owner")?;
+    let holder_until = rows::optional_time(&holder, "lease_until")?;
+    if let (Some(holder_owner), Some(holder_until)) = (holder_owner, holder_until)
+        && holder_owner != owner
+        && holder_until > now
+    {
+        return Ok(LeaseOutcome::Busy {
+            owner: holder_owner,
+            until: holder_until,
+        });
     }
-    Err(StoreError::Unavailable(
-        "sqlite acquire_lease: the lease kept changing".into(),
-    ))
+    sqlx::query(
+        "INSERT INTO connection_leases (org_id, context, lease_owner, lease_until) \
+         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (org_id, context) DO UPDATE \
+         SET lease_owner = excluded.lease_owner, lease_until = excluded.lease_until",
+    )
+    .bind(key.org_id.as_str())
+    .bind(key.context.as_str())
+    .bind(owner)
+    .bind(micros(until))
+    .execute(&mut *transaction)
+    .await
+    .map_err(unavailable("acquire_lease"))?;
+    let connection = connections::read(&mut *transaction, key, "acquire_lease read back")
+        .await?
+        .ok_or_else(|| StoreError::Unavailable("sqlite acquire_lease: row vanished".into()))?;
+    transaction
+        .commit()
+        .await
+        .map_err(unavailable("acquire_lease commit"))?;
+    Ok(LeaseOutcome::Acquired(connection))
 }
 
 pub(crate) async fn renew(
@@ -71,7 +77,7 @@ pub(crate) async fn renew(
     until: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let done = sqlx::query(
-        "UPDATE connections SET lease_until = ?4 \
+        "UPDATE connection_leases SET lease_until = ?4 \
          WHERE org_id = ?1 AND context = ?2 AND lease_owner = ?3",
     )
     .bind(key.org_id.as_str())
@@ -84,13 +90,14 @@ pub(crate) async fn renew(
     Ok(done.rows_affected() > 0)
 }
 
+/// A row left with no in-flight record is deleted by migration 0008's trigger.
 pub(crate) async fn release(
     pool: &SqlitePool,
     key: &ConnectionKey,
     owner: &str,
 ) -> Result<bool, StoreError> {
     let done = sqlx::query(
-        "UPDATE connections SET lease_owner = NULL, lease_until = NULL \
+        "UPDATE connection_leases SET lease_owner = NULL, lease_until = NULL \
          WHERE org_id = ?1 AND context = ?2 AND lease_owner = ?3",
     )
     .bind(key.org_id.as_str())

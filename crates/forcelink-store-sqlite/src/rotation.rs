@@ -1,10 +1,12 @@
 //! The rotation-in-flight record and connection health on SQLite.
 //!
+//! The record lives on the connection's lease row in `connection_leases` (migration 0008).
 //! `begin` writes the record only if the caller holds the lease (expired or not: the caller
 //! renews), the generation is the expected one and the current record is the one it replaces
-//! (`IS`, so `NULL` means "none"). `end` acts only on its own attempt. Each is one `UPDATE`;
-//! the commit that stores new tokens and clears the record is in `connections`. This module
-//! must not read SQLite's clock.
+//! (`IS`, so `NULL` means "none"): one `UPDATE`. `end` acts only on its own attempt: it sets
+//! the connection's health (and state) and clears the record in one `BEGIN IMMEDIATE`
+//! transaction. The commit that stores new tokens and clears the record is in `connections`.
+//! This module must not read SQLite's clock.
 
 use chrono::{DateTime, Utc};
 use forcelink_core::{ConnectionHealth, ConnectionKey, RotationEnd, RotationInFlight, StoreError};
@@ -20,10 +22,11 @@ pub(crate) async fn begin(
     record: &RotationInFlight,
 ) -> Result<bool, StoreError> {
     let done = sqlx::query(
-        "UPDATE connections SET inflight_attempt = ?5, inflight_owner = ?3, \
+        "UPDATE connection_leases SET inflight_attempt = ?5, inflight_owner = ?3, \
          inflight_started_at = ?6, inflight_old_hash = ?7, inflight_recovery = ?8 \
-         WHERE org_id = ?1 AND context = ?2 AND lease_owner = ?3 AND generation = ?4 \
-         AND inflight_attempt IS ?9",
+         WHERE org_id = ?1 AND context = ?2 AND lease_owner = ?3 AND inflight_attempt IS ?9 \
+         AND (SELECT generation FROM connections c \
+              WHERE c.org_id = ?1 AND c.context = ?2) = ?4",
     )
     .bind(key.org_id.as_str())
     .bind(key.context.as_str())
@@ -50,17 +53,16 @@ pub(crate) async fn end(
         Some((state, cause)) => (Some(state.as_str()), Some(cause.as_str())),
         None => (None, None),
     };
+    let mut transaction = pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(unavailable("end_rotation begin"))?;
     let done = sqlx::query(
         "UPDATE connections SET health = ?4, health_detail = ?5, \
          state = COALESCE(?6, state), \
-         state_cause = CASE WHEN ?6 IS NULL THEN state_cause ELSE ?7 END, \
-         inflight_attempt = CASE WHEN ?8 THEN inflight_attempt END, \
-         inflight_owner = CASE WHEN ?8 THEN inflight_owner END, \
-         inflight_started_at = CASE WHEN ?8 THEN inflight_started_at END, \
-         inflight_old_hash = CASE WHEN ?8 THEN inflight_old_hash END, \
-         inflight_recovery = CASE WHEN ?8 THEN inflight_recovery ELSE 0 END, \
-         updated_at = ?9 \
-         WHERE org_id = ?1 AND context = ?2 AND inflight_attempt = ?3",
+         state_cause = CASE WHEN ?6 IS NULL THEN state_cause ELSE ?7 END, updated_at = ?8 \
+         WHERE org_id = ?1 AND context = ?2 AND EXISTS (SELECT 1 FROM connection_leases l \
+         WHERE l.org_id = ?1 AND l.context = ?2 AND l.inflight_attempt = ?3)",
     )
     .bind(key.org_id.as_str())
     .bind(key.context.as_str())
@@ -69,12 +71,19 @@ pub(crate) async fn end(
     .bind(end.health_detail.as_deref())
     .bind(state)
     .bind(cause)
-    .bind(end.keep_in_flight)
     .bind(micros(end.now))
-    .execute(pool)
+    .execute(&mut *transaction)
     .await
     .map_err(unavailable("end_rotation"))?;
-    Ok(done.rows_affected() > 0)
+    let ended = done.rows_affected() > 0;
+    if ended && !end.keep_in_flight {
+        crate::connections::clear_in_flight(&mut *transaction, key, "end_rotation clear").await?;
+    }
+    transaction
+        .commit()
+        .await
+        .map_err(unavailable("end_rotation commit"))?;
+    Ok(ended)
 }
 
 pub(crate) async fn set_health(

@@ -14,18 +14,39 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Decode, Row, Sqlite, Type};
 use uuid::Uuid;
 
-/// The columns of `connections`, in the order every query selects them.
+/// The columns of a connection, in the order every query selects them: its `connections` row
+/// (`c`) and its lease and in-flight record (`l`, absent unless the connection holds one),
+/// read `FROM connection_source!()`.
 macro_rules! connection_columns {
     () => {
-        "id, org_id, context, user_id, username, instance_url, login_host, identity_url, \
-         scopes, state, state_cause, pkce, rotation_seen, signature_verified, created_at, \
-         updated_at, last_refresh_at, generation, access_token, access_issued_at, \
-         access_expires_at, refresh_token, health, health_detail, lease_owner, lease_until, \
-         inflight_attempt, inflight_owner, inflight_started_at, inflight_old_hash, \
-         inflight_recovery, refresh_token_used_at, heartbeat_due_at, at_risk_level"
+        "c.id AS id, c.org_id AS org_id, c.context AS context, c.user_id AS user_id, \
+         c.username AS username, c.instance_url AS instance_url, c.login_host AS login_host, \
+         c.identity_url AS identity_url, c.scopes AS scopes, c.state AS state, \
+         c.state_cause AS state_cause, c.pkce AS pkce, c.rotation_seen AS rotation_seen, \
+         c.signature_verified AS signature_verified, c.created_at AS created_at, \
+         c.updated_at AS updated_at, c.last_refresh_at AS last_refresh_at, \
+         c.generation AS generation, c.access_token AS access_token, \
+         c.access_issued_at AS access_issued_at, c.access_expires_at AS access_expires_at, \
+         c.refresh_token AS refresh_token, c.health AS health, \
+         c.health_detail AS health_detail, l.lease_owner AS lease_owner, \
+         l.lease_until AS lease_until, l.inflight_attempt AS inflight_attempt, \
+         l.inflight_owner AS inflight_owner, l.inflight_started_at AS inflight_started_at, \
+         l.inflight_old_hash AS inflight_old_hash, \
+         COALESCE(l.inflight_recovery, 0) AS inflight_recovery, \
+         c.refresh_token_used_at AS refresh_token_used_at, \
+         c.heartbeat_due_at AS heartbeat_due_at, c.at_risk_level AS at_risk_level"
     };
 }
 pub(crate) use connection_columns;
+
+/// Where `connection_columns!()` are read from: each connection with its lease row, if any.
+macro_rules! connection_source {
+    () => {
+        "connections c LEFT JOIN connection_leases l \
+         ON l.org_id = c.org_id AND l.context = c.context"
+    };
+}
+pub(crate) use connection_source;
 
 /// The columns of `pending_authorizations`.
 macro_rules! pending_columns {

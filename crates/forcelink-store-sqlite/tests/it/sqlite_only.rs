@@ -228,15 +228,17 @@ async fn unreadable_rows_are_corrupt_errors_naming_the_column() {
             "health",
         ),
         (
-            "UPDATE connections SET health = 'ok', lease_owner = 'a'",
+            "UPDATE connections SET health = 'ok'; \
+             INSERT INTO connection_leases (org_id, context, lease_owner) \
+             SELECT org_id, context, 'a' FROM connections",
             "lease_until",
         ),
         (
-            "UPDATE connections SET lease_owner = NULL, inflight_attempt = 'x'",
+            "UPDATE connection_leases SET lease_owner = NULL, inflight_attempt = 'x'",
             "inflight_owner",
         ),
         (
-            "UPDATE connections SET inflight_attempt = NULL, org_id = 'zzz'",
+            "DELETE FROM connection_leases; UPDATE connections SET org_id = 'zzz'",
             "org_id",
         ),
     ] {
@@ -333,6 +335,159 @@ async fn a_version_one_file_upgrades_in_place_keeping_its_connections() {
     assert!(matches!(outcome, LeaseOutcome::Acquired(_)), "{outcome:?}");
 }
 
+/// Migrations 0001 to 0007, as a file written by a build before leases had a table of their own.
+fn migrations_up_to_seven() -> Migrator {
+    let files = [
+        include_str!("../../migrations/0001_init.sql"),
+        include_str!("../../migrations/0002_rotation.sql"),
+        include_str!("../../migrations/0003_heartbeat.sql"),
+        include_str!("../../migrations/0004_lost_rotations.sql"),
+        include_str!("../../migrations/0005_agent_keys.sql"),
+        include_str!("../../migrations/0006_webhooks.sql"),
+        include_str!("../../migrations/0007_lineage_index.sql"),
+    ];
+    let names = [
+        "init",
+        "rotation",
+        "heartbeat",
+        "lost_rotations",
+        "agent_keys",
+        "webhooks",
+        "lineage_index",
+    ];
+    Migrator::with_migrations(
+        files
+            .into_iter()
+            .zip(names)
+            .zip(1_i64..)
+            .map(|((sql, name), version)| {
+                Migration::new(
+                    version,
+                    std::borrow::Cow::Borrowed(name),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn a_version_seven_file_keeps_its_leases_and_rotations_in_flight() {
+    let (_directory, path) = temp_db();
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    migrations_up_to_seven().run(&pool).await.unwrap();
+    let insert = |id: &str, context: &str, lease: &str, in_flight: &str| {
+        format!(
+            "INSERT INTO connections (id, org_id, context, user_id, username, instance_url, \
+             login_host, identity_url, scopes, state, pkce, rotation_seen, signature_verified, \
+             created_at, updated_at, generation, access_token, access_issued_at, \
+             access_expires_at, refresh_token, lease_owner, lease_until, inflight_attempt, \
+             inflight_owner, inflight_started_at, inflight_old_hash, inflight_recovery) \
+             VALUES ('{id}', '00D000000000062EAA', '{context}', '005000000000001AAA', \
+             'old@example.com', 'https://acme.my.salesforce.com', \
+             'https://login.salesforce.com', 'https://login.salesforce.com/id/x/y', 'api', \
+             'active', 1, 1, 0, 0, 0, 3, x'00', 0, 7200000000, x'01', {lease}, {in_flight})"
+        )
+    };
+    for statement in [
+        // Leased and rotating (a crash left both behind).
+        insert(
+            "6f1c1d4e-2a57-4c1b-9a53-0d6f4b8f2e11",
+            "api",
+            "'worker-1', 30000000",
+            "'attempt-1', 'worker-1', 1000000, 'old-hash', 1",
+        ),
+        // Only leased.
+        insert(
+            "6f1c1d4e-2a57-4c1b-9a53-0d6f4b8f2e12",
+            "reports",
+            "'worker-2', 40000000",
+            "NULL, NULL, NULL, NULL, 0",
+        ),
+        // Neither.
+        insert(
+            "6f1c1d4e-2a57-4c1b-9a53-0d6f4b8f2e13",
+            "idle",
+            "NULL, NULL",
+            "NULL, NULL, NULL, NULL, 0",
+        ),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    store.ping().await.unwrap();
+    let key = |context: &str| {
+        ConnectionKey::new(api_key().org_id, ConnectionContext::parse(context).unwrap())
+    };
+    // The file's times are microseconds since the epoch.
+    let second = |seconds: i64| DateTime::<Utc>::UNIX_EPOCH + Duration::seconds(seconds);
+    let both = store.connection(&key("api")).await.unwrap().unwrap();
+    assert_eq!(
+        both.lease,
+        Some(forcelink_core::Lease {
+            owner: "worker-1".into(),
+            until: second(30)
+        })
+    );
+    let in_flight = both.in_flight.clone().unwrap();
+    assert_eq!(
+        (
+            in_flight.attempt_id.as_str(),
+            in_flight.owner.as_str(),
+            in_flight.started_at,
+            in_flight.old_refresh_hash.as_str(),
+            in_flight.recovery
+        ),
+        ("attempt-1", "worker-1", second(1), "old-hash", true)
+    );
+    let leased = store.connection(&key("reports")).await.unwrap().unwrap();
+    assert_eq!(
+        leased.lease.map(|lease| lease.owner),
+        Some("worker-2".into())
+    );
+    assert_eq!(leased.in_flight, None);
+    let idle = store.connection(&key("idle")).await.unwrap().unwrap();
+    assert_eq!((idle.lease, idle.in_flight), (None, None));
+    // The rotation left in flight is still found to be settled.
+    let lost = store.lost_rotations(second(2), 10).await.unwrap();
+    assert_eq!(
+        lost.iter()
+            .map(|c| c.key.context.as_str())
+            .collect::<Vec<_>>(),
+        ["api"]
+    );
+    // Only connections holding something have a lease row.
+    let mut raw = raw_connection(&path).await;
+    let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM connection_leases")
+        .fetch_one(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(rows, 2);
+    // Releasing the only-leased one's lease leaves it nothing, so its row goes.
+    assert!(
+        store
+            .release_lease(&key("reports"), "worker-2")
+            .await
+            .unwrap()
+    );
+    let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM connection_leases")
+        .fetch_one(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+    raw.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn heartbeat_queries_read_their_indexes() {
     let (_directory, path) = temp_db();
@@ -340,11 +495,11 @@ async fn heartbeat_queries_read_their_indexes() {
     let mut raw = raw_connection(&path).await;
     for (statement, index) in [
         (
-            "EXPLAIN QUERY PLAN UPDATE connections SET lease_owner = ?1, lease_until = ?3 \
-             WHERE id IN (SELECT id FROM connections \
-             WHERE state = 'active' AND heartbeat_due_at <= ?2 \
-             AND (lease_owner IS NULL OR lease_until IS NULL OR lease_until <= ?2) \
-             ORDER BY heartbeat_due_at LIMIT ?4) RETURNING id",
+            "EXPLAIN QUERY PLAN SELECT c.rowid FROM connections c LEFT JOIN connection_leases l \
+             ON l.org_id = c.org_id AND l.context = c.context \
+             WHERE c.state = 'active' AND c.heartbeat_due_at <= ?1 \
+             AND (l.lease_owner IS NULL OR l.lease_until IS NULL OR l.lease_until <= ?1) \
+             ORDER BY c.heartbeat_due_at LIMIT ?2",
             "connections_by_heartbeat_due",
         ),
         (
