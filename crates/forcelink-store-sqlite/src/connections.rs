@@ -91,9 +91,7 @@ pub(crate) async fn save_grant(
         // A new grant ends any rotation of the old one; a lease stays with its holder.
         clear_in_flight(&mut *transaction, &grant.key, "save_grant clear").await?;
     }
-    let connection = read(&mut *transaction, &grant.key, "save_grant read")
-        .await?
-        .ok_or_else(|| StoreError::Unavailable("sqlite save_grant: row vanished".into()))?;
+    let connection = read_written(&mut *transaction, &grant.key, "save_grant read").await?;
     transaction
         .commit()
         .await
@@ -130,6 +128,17 @@ pub(crate) async fn read<'e>(
     .await
     .map_err(unavailable(operation))?;
     row.as_ref().map(rows::connection).transpose()
+}
+
+/// The connection a write in the same transaction has just changed: its absence is an error.
+async fn read_written<'e>(
+    executor: impl SqliteExecutor<'e>,
+    key: &ConnectionKey,
+    operation: &'static str,
+) -> Result<Connection, StoreError> {
+    read(executor, key, operation)
+        .await?
+        .ok_or_else(|| StoreError::Unavailable(format!("sqlite {operation}: row vanished")))
 }
 
 /// Ends a connection's rotation in flight, if any (its lease stays). A row left with neither
@@ -204,9 +213,7 @@ pub(crate) async fn commit_refresh(
     .map_err(unavailable("commit_refresh"))?;
     let outcome = if done.rows_affected() > 0 {
         clear_in_flight(&mut *transaction, key, "commit_refresh clear").await?;
-        let connection = read(&mut *transaction, key, "commit_refresh read")
-            .await?
-            .ok_or_else(|| StoreError::Unavailable("sqlite commit_refresh: row vanished".into()))?;
+        let connection = read_written(&mut *transaction, key, "commit_refresh read").await?;
         CommitOutcome::Committed(connection)
     } else {
         // Generations only grow, so a row found now at another generation was stale then too.

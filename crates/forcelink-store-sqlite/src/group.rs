@@ -7,9 +7,9 @@
 //! connections' in-flight records and their committer's leases, and one multi-row lineage upsert
 //! for the writes that took effect. Every row keeps the condition of the single-row statement
 //! it stands for (`rotation::begin`, `connections::commit_refresh`), so a group answers each
-//! write as it would alone. This
-//! module must not read SQLite's clock. Connection keys are bound as their shared `Arc<str>`,
-//! which sqlx keeps as it is; every other bound text or blob sqlx copies.
+//! write as it would alone. This module must not read SQLite's clock. Connection keys are bound
+//! as their shared `Arc<str>`, which sqlx keeps as it is; every other bound text or blob sqlx
+//! copies.
 
 use std::borrow::Cow;
 use std::collections::HashMap;

@@ -9,9 +9,9 @@
 //! `connections_by_heartbeat_due` and `connections_by_refresh_token_use` (migration 0003), so
 //! their cost follows the rows they return. Times come from the caller, never SQLite's clock.
 
-use chrono::{DateTime, Utc};
 use std::fmt::Write as _;
 
+use chrono::{DateTime, Utc};
 use forcelink_core::{Connection, ConnectionKey, ConnectionState, Lease, StoreError};
 use sqlx::{Row, SqlitePool};
 

@@ -1,16 +1,16 @@
 //! The refresh lease on SQLite: acquire, renew and release, each owner-checked, on the
 //! connection's row in `connection_leases` (migration 0008).
 //!
-//! Acquiring reads the holder and takes the lease in one `BEGIN IMMEDIATE` transaction, so two
-//! processes on one file never both hold it and a miss tells `Busy` from `Missing` without a
-//! retry. A lease is never compared with SQLite's clock: `now` comes from the caller.
+//! Acquiring reads the connection and takes the lease in one `BEGIN IMMEDIATE` transaction, so
+//! two processes on one file never both hold it and a miss tells `Busy` from `Missing` without
+//! a retry. A lease is never compared with SQLite's clock: `now` comes from the caller.
 
 use chrono::{DateTime, Utc};
-use forcelink_core::{ConnectionKey, LeaseOutcome, StoreError};
+use forcelink_core::{ConnectionKey, Lease, LeaseOutcome, StoreError};
 use sqlx::SqlitePool;
 
 use crate::connections;
-use crate::rows::{self, micros, unavailable};
+use crate::rows::{micros, unavailable};
 
 pub(crate) async fn acquire(
     pool: &SqlitePool,
@@ -23,29 +23,18 @@ pub(crate) async fn acquire(
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(unavailable("acquire_lease begin"))?;
-    let holder = sqlx::query(
-        "SELECT l.lease_owner AS lease_owner, l.lease_until AS lease_until \
-         FROM connections c LEFT JOIN connection_leases l \
-         ON l.org_id = c.org_id AND l.context = c.context \
-         WHERE c.org_id = ?1 AND c.context = ?2",
-    )
-    .bind(key.org_id.as_str())
-    .bind(key.context.as_str())
-    .fetch_optional(&mut *transaction)
-    .await
-    .map_err(unavailable("acquire_lease read"))?;
-    let Some(holder) = holder else {
+    let Some(mut connection) =
+        connections::read(&mut *transaction, key, "acquire_lease read").await?
+    else {
         return Ok(LeaseOutcome::Missing);
     };
-    let holder_owner: Option<String> = rows::get(&holder, "lease_owner")?;
-    let holder_until = rows::optional_time(&holder, "lease_until")?;
-    if let (Some(holder_owner), Some(holder_until)) = (holder_owner, holder_until)
-        && holder_owner != owner
-        && holder_until > now
+    if let Some(held) = &connection.lease
+        && held.owner != owner
+        && held.until > now
     {
         return Ok(LeaseOutcome::Busy {
-            owner: holder_owner,
-            until: holder_until,
+            owner: held.owner.clone(),
+            until: held.until,
         });
     }
     sqlx::query(
@@ -60,13 +49,15 @@ pub(crate) async fn acquire(
     .execute(&mut *transaction)
     .await
     .map_err(unavailable("acquire_lease"))?;
-    let connection = connections::read(&mut *transaction, key, "acquire_lease read back")
-        .await?
-        .ok_or_else(|| StoreError::Unavailable("sqlite acquire_lease: row vanished".into()))?;
     transaction
         .commit()
         .await
         .map_err(unavailable("acquire_lease commit"))?;
+    // The row as read, with the lease just written: nothing else changed it in between.
+    connection.lease = Some(Lease {
+        owner: owner.to_string(),
+        until,
+    });
     Ok(LeaseOutcome::Acquired(connection))
 }
 
