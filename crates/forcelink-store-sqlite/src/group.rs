@@ -10,6 +10,12 @@
 //! write as it would alone. This module must not read SQLite's clock. Connection keys are bound
 //! as their shared `Arc<str>`, which sqlx keeps as it is; every other bound text or blob sqlx
 //! copies.
+//!
+//! The statements say `OR FAIL`: a multi-row statement that could abort keeps a statement
+//! journal (a copy of every page it changes, so it can undo itself alone), which at N = 100,000
+//! cost about 3.5 % of forcelink's CPU per heartbeat refresh (BENCHMARKS.md). A group never
+//! needs that undo: any error drops the whole `BEGIN IMMEDIATE` transaction, which rolls back
+//! every statement in it, so `OR FAIL` (stop at the failing row, undo nothing) loses nothing.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -176,7 +182,7 @@ fn begin_sql(rows: usize) -> String {
     format!(
         "WITH w(w_org, w_context, w_owner, w_generation, w_attempt, w_started, w_hash, \
          w_recovery, w_replacing, w_until) AS (VALUES {}) \
-         UPDATE connection_leases SET inflight_attempt = w_attempt, inflight_owner = w_owner, \
+         UPDATE OR FAIL connection_leases SET inflight_attempt = w_attempt, inflight_owner = w_owner, \
          inflight_started_at = w_started, inflight_old_hash = w_hash, \
          inflight_recovery = w_recovery, lease_until = w_until \
          FROM w JOIN connections c ON c.org_id = w_org AND c.context = w_context \
@@ -218,7 +224,7 @@ fn commit_sql(rows: usize) -> String {
     format!(
         "WITH w(w_org, w_context, w_generation, w_attempt, w_access, w_issued, w_expires, \
          w_refresh, w_instance, w_refreshed, w_due) AS (VALUES {}) \
-         UPDATE connections SET access_token = w_access, access_issued_at = w_issued, \
+         UPDATE OR FAIL connections SET access_token = w_access, access_issued_at = w_issued, \
          access_expires_at = w_expires, refresh_token = COALESCE(w_refresh, refresh_token), \
          rotation_seen = CASE WHEN w_refresh IS NULL THEN rotation_seen ELSE 1 END, \
          instance_url = w_instance, last_refresh_at = w_refreshed, updated_at = w_refreshed, \
@@ -263,7 +269,7 @@ async fn commit_all(
 fn settle_sql(rows: usize) -> String {
     format!(
         "WITH w(w_org, w_context, w_owner) AS (VALUES {}) \
-         UPDATE connection_leases SET inflight_attempt = NULL, inflight_owner = NULL, \
+         UPDATE OR FAIL connection_leases SET inflight_attempt = NULL, inflight_owner = NULL, \
          inflight_started_at = NULL, inflight_old_hash = NULL, inflight_recovery = 0, \
          lease_owner = CASE WHEN lease_owner = w_owner THEN NULL ELSE lease_owner END, \
          lease_until = CASE WHEN lease_owner = w_owner THEN NULL ELSE lease_until END \
@@ -315,7 +321,7 @@ async fn why_not_committed(
 
 fn record_sql(rows: usize) -> String {
     format!(
-        "INSERT INTO refresh_attempts (attempt_id, org_id, context, instance, started_at, \
+        "INSERT OR FAIL INTO refresh_attempts (attempt_id, org_id, context, instance, started_at, \
          finished_at, old_refresh_hash, new_refresh_hash, latency_ms, outcome, detail, egress, \
          recovery) SELECT * FROM (VALUES {}) WHERE column1 IS NOT NULL \
          ON CONFLICT (attempt_id) DO UPDATE SET finished_at = excluded.finished_at, \

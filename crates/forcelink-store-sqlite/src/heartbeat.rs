@@ -46,6 +46,7 @@ pub(crate) async fn claim_due(
         return Ok(Vec::new());
     }
     // The claimed rows' rowids as one JSON array: one bound value for the whole batch.
+    // `OR FAIL`: no statement journal (see `group`); an error rolls the whole claim back.
     let mut row_numbers = String::with_capacity(found.len() * 8 + 2);
     row_numbers.push('[');
     for (i, row) in found.iter().enumerate() {
@@ -59,7 +60,7 @@ pub(crate) async fn claim_due(
     }
     row_numbers.push(']');
     sqlx::query(
-        "INSERT INTO connection_leases (org_id, context, lease_owner, lease_until) \
+        "INSERT OR FAIL INTO connection_leases (org_id, context, lease_owner, lease_until) \
          SELECT org_id, context, ?1, ?2 FROM connections \
          WHERE rowid IN (SELECT value FROM json_each(?3)) \
          ON CONFLICT (org_id, context) DO UPDATE \
