@@ -21,10 +21,7 @@ pub(crate) async fn save_grant(
     pool: &SqlitePool,
     grant: &GrantWrite,
 ) -> Result<SavedGrant, StoreError> {
-    let mut transaction = pool
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(unavailable("save_grant begin"))?;
+    let mut transaction = crate::write_transaction(pool, "save_grant begin").await?;
     let old = sqlx::query(
         "SELECT id, access_token, access_issued_at, access_expires_at, refresh_token \
          FROM connections WHERE org_id = ?1 AND context = ?2",
@@ -141,6 +138,20 @@ async fn read_written<'e>(
         .ok_or_else(|| StoreError::Unavailable(format!("sqlite {operation}: row vanished")))
 }
 
+/// A connection's generation, by key: what a compare-and-swap that did not match is told.
+pub(crate) async fn current_generation<'e>(
+    executor: impl SqliteExecutor<'e>,
+    key: &ConnectionKey,
+    operation: &'static str,
+) -> Result<Option<i64>, StoreError> {
+    sqlx::query_scalar("SELECT generation FROM connections WHERE org_id = ?1 AND context = ?2")
+        .bind(key.org_id.as_str())
+        .bind(key.context.as_str())
+        .fetch_optional(executor)
+        .await
+        .map_err(unavailable(operation))
+}
+
 /// Ends a connection's rotation in flight, if any (its lease stays). A row left with neither
 /// is deleted by migration 0008's trigger.
 pub(crate) async fn clear_in_flight<'e>(
@@ -182,10 +193,7 @@ pub(crate) async fn commit_refresh(
     attempt_id: Option<&str>,
     write: &RefreshWrite,
 ) -> Result<CommitOutcome, StoreError> {
-    let mut transaction = pool
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(unavailable("commit_refresh begin"))?;
+    let mut transaction = crate::write_transaction(pool, "commit_refresh begin").await?;
     let done = sqlx::query(
         "UPDATE connections SET access_token = ?4, access_issued_at = ?5, \
          access_expires_at = ?6, refresh_token = COALESCE(?7, refresh_token), \
@@ -219,15 +227,7 @@ pub(crate) async fn commit_refresh(
         // Generations only grow, so a row found now at another generation was stale then too.
         // A row at the expected generation whose in-flight record is not `attempt_id` is stale
         // as well (another attempt owns the rotation): reported with that same generation.
-        let current: Option<i64> = sqlx::query_scalar(
-            "SELECT generation FROM connections WHERE org_id = ?1 AND context = ?2",
-        )
-        .bind(key.org_id.as_str())
-        .bind(key.context.as_str())
-        .fetch_optional(&mut *transaction)
-        .await
-        .map_err(unavailable("commit_refresh read"))?;
-        match current {
+        match current_generation(&mut *transaction, key, "commit_refresh read").await? {
             Some(current_generation) => CommitOutcome::Stale { current_generation },
             None => CommitOutcome::Missing,
         }
@@ -287,10 +287,7 @@ pub(crate) async fn delete(
     pool: &SqlitePool,
     key: &ConnectionKey,
 ) -> Result<Option<Connection>, StoreError> {
-    let mut transaction = pool
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(unavailable("delete_connection begin"))?;
+    let mut transaction = crate::write_transaction(pool, "delete_connection begin").await?;
     let Some(connection) = read(&mut *transaction, key, "delete_connection read").await? else {
         return Ok(None);
     };

@@ -38,10 +38,7 @@ pub(crate) async fn write(
     if writes.is_empty() {
         return Ok(written);
     }
-    let mut transaction = pool
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(unavailable("write_rotations begin"))?;
+    let mut transaction = crate::write_transaction(pool, "write_rotations begin").await?;
     for round in rounds(writes) {
         let mut begins = Vec::new();
         let mut commits = Vec::new();
@@ -182,8 +179,8 @@ fn begin_sql(rows: usize) -> String {
     format!(
         "WITH w(w_org, w_context, w_owner, w_generation, w_attempt, w_started, w_hash, \
          w_recovery, w_replacing, w_until) AS (VALUES {}) \
-         UPDATE OR FAIL connection_leases SET inflight_attempt = w_attempt, inflight_owner = w_owner, \
-         inflight_started_at = w_started, inflight_old_hash = w_hash, \
+         UPDATE OR FAIL connection_leases SET inflight_attempt = w_attempt, \
+         inflight_owner = w_owner, inflight_started_at = w_started, inflight_old_hash = w_hash, \
          inflight_recovery = w_recovery, lease_until = w_until \
          FROM w JOIN connections c ON c.org_id = w_org AND c.context = w_context \
          WHERE connection_leases.org_id = w_org AND connection_leases.context = w_context \
@@ -306,13 +303,12 @@ async fn why_not_committed(
     connection: &mut SqliteConnection,
     commit: &CommitWrite,
 ) -> Result<RotationWritten, StoreError> {
-    let current: Option<i64> =
-        sqlx::query_scalar("SELECT generation FROM connections WHERE org_id = ?1 AND context = ?2")
-            .bind(commit.key.org_id.as_str())
-            .bind(commit.key.context.as_str())
-            .fetch_optional(&mut *connection)
-            .await
-            .map_err(unavailable("write_rotations commit read"))?;
+    let current = crate::connections::current_generation(
+        &mut *connection,
+        &commit.key,
+        "write_rotations commit read",
+    )
+    .await?;
     Ok(match current {
         Some(current_generation) => RotationWritten::Stale { current_generation },
         None => RotationWritten::Missing,

@@ -24,10 +24,7 @@ pub(crate) async fn claim_due(
     lease_until: DateTime<Utc>,
     limit: u32,
 ) -> Result<Vec<Connection>, StoreError> {
-    let mut transaction = pool
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(unavailable("claim_due_heartbeats begin"))?;
+    let mut transaction = crate::write_transaction(pool, "claim_due_heartbeats begin").await?;
     let found = sqlx::query(concat!(
         "SELECT c.rowid AS row_number, ",
         connection_columns!(),

@@ -19,10 +19,7 @@ pub(crate) async fn acquire(
     now: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Result<LeaseOutcome, StoreError> {
-    let mut transaction = pool
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(unavailable("acquire_lease begin"))?;
+    let mut transaction = crate::write_transaction(pool, "acquire_lease begin").await?;
     let Some(mut connection) =
         connections::read(&mut *transaction, key, "acquire_lease read").await?
     else {

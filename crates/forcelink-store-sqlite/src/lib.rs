@@ -48,6 +48,17 @@ const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 /// commit empties their caches anyway.
 const ROTATIONS_CACHE_SIZE: &str = "-65536";
 
+/// A `BEGIN IMMEDIATE` transaction: it takes the write lock up front, so what it reads cannot
+/// be changed by another process before it writes.
+pub(crate) async fn write_transaction(
+    pool: &SqlitePool,
+    operation: &'static str,
+) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+    pool.begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(rows::unavailable(operation))
+}
+
 /// The SQLite store. Cheap to clone; clones share its pools.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {

@@ -53,10 +53,7 @@ pub(crate) async fn end(
         Some((state, cause)) => (Some(state.as_str()), Some(cause.as_str())),
         None => (None, None),
     };
-    let mut transaction = pool
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(unavailable("end_rotation begin"))?;
+    let mut transaction = crate::write_transaction(pool, "end_rotation begin").await?;
     let done = sqlx::query(
         "UPDATE connections SET health = ?4, health_detail = ?5, \
          state = COALESCE(?6, state), \

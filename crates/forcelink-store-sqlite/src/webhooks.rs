@@ -132,10 +132,8 @@ pub(crate) async fn enqueue(
             caught_up: true,
         });
     }
-    let mut transaction = pool
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(unavailable("enqueue_webhook_deliveries begin"))?;
+    let mut transaction =
+        crate::write_transaction(pool, "enqueue_webhook_deliveries begin").await?;
     let endpoints: Vec<(String, String, i64)> =
         sqlx::query_as("SELECT id, event_kinds, cursor FROM webhook_endpoints ORDER BY id")
             .fetch_all(&mut *transaction)
@@ -280,10 +278,7 @@ pub(crate) async fn finish(
         DeliveryNext::RetryAt(at) => (DeliveryState::Pending, Some(micros(at))),
         DeliveryNext::Failed => (DeliveryState::Failed, None),
     };
-    let mut transaction = pool
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(unavailable("finish_webhook_attempt begin"))?;
+    let mut transaction = crate::write_transaction(pool, "finish_webhook_attempt begin").await?;
     let number: Option<i64> = sqlx::query_scalar(
         "UPDATE webhook_deliveries SET attempts = attempts + 1, state = ?3, \
          next_attempt_at = ?4, lease_owner = NULL, lease_until = NULL, last_status_code = ?5, \
