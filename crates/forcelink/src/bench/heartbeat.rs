@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::measure::{
     self, Io, Machine, own_cpu, own_io, peak_rss_kib, pid_cpu, pid_cpu_with_reaped_children,
-    threads_cpu,
+    threads_cpu, threads_switches,
 };
 use super::setup::{self, BenchConnection, Forcelink};
 use super::sim_process::SimProcess;
@@ -90,6 +90,10 @@ pub struct RoundResult {
     pub peak_rss_sfsim_kib: u64,
     /// forcelink's read/write system calls over the round (SQLite's file IO and every socket).
     pub io: Io,
+    /// Context switches of this process's threads over the round: all, and (SQLite only) those
+    /// of the engine's worker threads among them.
+    pub context_switches: u64,
+    pub sqlite_engine_context_switches: Option<u64>,
     /// Whether `perf record` was attached (its numbers are skewed by the profiler).
     pub profiled: bool,
 }
@@ -219,6 +223,12 @@ impl HeartbeatReport {
                 per_refresh(r.io.write_calls),
                 per_refresh(r.io.write_bytes) / 1024.0
             )
+        });
+        row("context switches per refresh", &|r| {
+            let engine = r
+                .sqlite_engine_context_switches
+                .map_or_else(String::new, |e| format!(" (engine {:.1})", per_refresh(e)));
+            format!("{:.1}{engine}", per_refresh(r.context_switches))
         });
         row("peak RSS forcelink / sfsim", &|r| {
             format!(
@@ -368,6 +378,7 @@ async fn rounds(
         let (cpu0, sim0, pg0) = (own_cpu()?, pid_cpu(sim.pid())?, postgres_cpu());
         let engine0 = threads_cpu(SQLITE_WORKER)?;
         let io0 = own_io()?;
+        let switches0 = threads_switches(SQLITE_WORKER)?;
         let round_started = Instant::now();
         // On the runtime's workers, as `serve` runs the heartbeat, not on this thread.
         let tick: TickReport = {
@@ -380,6 +391,7 @@ async fn rounds(
         let (cpu1, sim1, pg1) = (own_cpu()?, pid_cpu(sim.pid())?, postgres_cpu());
         let engine1 = threads_cpu(SQLITE_WORKER)?;
         let io = own_io()?.since(&io0);
+        let switches1 = threads_switches(SQLITE_WORKER)?;
         let profiled = perf.is_some();
         if let Some(perf) = perf {
             perf.stop()?;
@@ -406,6 +418,9 @@ async fn rounds(
             peak_rss_forcelink_kib: peak_rss_kib(None)?,
             peak_rss_sfsim_kib: peak_rss_kib(Some(sim.pid()))?,
             io,
+            context_switches: switches1.1.saturating_sub(switches0.1),
+            sqlite_engine_context_switches: (args.store == StoreChoice::Sqlite)
+                .then(|| switches1.0.saturating_sub(switches0.0)),
             profiled,
         };
         eprintln!(

@@ -73,6 +73,30 @@ pub fn threads_cpu(prefix: &str) -> anyhow::Result<Duration> {
     Ok(total)
 }
 
+/// Context switches so far (voluntary + involuntary, from `/proc/self/task/*/status`) of this
+/// process's living threads, as (threads whose name starts with `prefix`, all threads). A thread
+/// that ended took its count with it, so read this around work whose threads outlive it. Like
+/// bytes moved, the count does not move with the machine's speed.
+pub fn threads_switches(prefix: &str) -> anyhow::Result<(u64, u64)> {
+    let (mut matching, mut all) = (0, 0);
+    let tasks = std::fs::read_dir("/proc/self/task").context("cannot list /proc/self/task")?;
+    for task in tasks.flatten() {
+        let path = task.path().join("status");
+        // A thread may end between listing and reading: skip it.
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let switches = field_value(&text, &path, "voluntary_ctxt_switches:")?
+            + field_value(&text, &path, "nonvoluntary_ctxt_switches:")?;
+        all += switches;
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end().starts_with(prefix) {
+            matching += switches;
+        }
+    }
+    Ok((matching, all))
+}
+
 fn status_kib(path: &Path, field: &str) -> anyhow::Result<u64> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -189,6 +213,11 @@ mod tests {
         assert!(own_cpu().is_ok());
         assert!(peak_rss_kib(None).unwrap_or(0) > 0);
         assert!(machine().cpus >= 1);
+        let (matching, all) = threads_switches("").unwrap_or((0, 0));
+        assert!(
+            all > 0 && matching == all,
+            "every thread's name starts with \"\""
+        );
     }
 
     #[test]
