@@ -170,6 +170,19 @@ impl Broker {
         }
     }
 
+    /// A broker with this one's Salesforce client, key ring, clock and settings over another
+    /// store: for example one that wraps this broker's store to inject failures in tests.
+    /// Its token cache, refresh locks and group writer are its own.
+    pub fn on_store(&self, store: Arc<dyn Store>) -> Broker {
+        Broker::new(
+            store,
+            self.salesforce.clone(),
+            self.ring.clone(),
+            self.clock.clone(),
+            self.settings.clone(),
+        )
+    }
+
     pub fn settings(&self) -> &BrokerSettings {
         &self.settings
     }

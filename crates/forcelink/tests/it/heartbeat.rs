@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use forcelink_core::heartbeat::{HeartbeatSettings, HostPacer};
 
+use crate::faults::{FaultyStore, INJECTED};
 use crate::harness::{LoginKind, Options, TestApp, TestOrg};
 
 const DAY: u64 = 24 * 3600;
@@ -130,6 +131,48 @@ async fn a_tick_with_a_batch_of_zero_claims_one_at_a_time_and_ends() {
         .unwrap();
     assert_eq!((report.claimed, report.refreshed), (3, 3), "{report:?}");
     assert_eq!(app.sim.counters().refresh_grants, 3);
+}
+
+/// A claim that fails while beats of the last batch are in flight ends the tick with its
+/// error only after those beats finish: each refreshed once, none left holding a lease or an
+/// in-flight record. The next tick takes what the failed claim did not.
+#[tokio::test]
+async fn a_failed_claim_lets_the_beats_in_flight_finish_and_the_next_tick_takes_the_rest() {
+    let mut app = app_without_background_heartbeat(Options::default()).await;
+    connections(&mut app, 3).await;
+    app.advance(DAY + 60);
+    let faulty = Arc::new(FaultyStore::new(app.broker().store().clone()));
+    // The first claim takes a full batch of two, so the tick claims again while their beats
+    // run; that second claim fails.
+    faulty.fail_claim_after(1);
+    let broker = app.broker().on_store(faulty.clone());
+    let settings = HeartbeatSettings {
+        batch: 2,
+        ..manual_ticks()
+    };
+    let pacer = Arc::new(HostPacer::default());
+    let error = broker
+        .heartbeat_tick(&settings, &pacer)
+        .await
+        .expect_err("the failed claim ends the tick with an error");
+    assert!(error.to_string().contains(INJECTED), "{error}");
+    assert_eq!(
+        app.sim.counters().refresh_grants,
+        2,
+        "the two claimed beats finished"
+    );
+    let store = app.broker().store();
+    let stored = store.connections().await.unwrap();
+    let refreshed: Vec<_> = stored.iter().filter(|c| c.generation > 1).collect();
+    assert_eq!(refreshed.len(), 2, "{stored:#?}");
+    for connection in &stored {
+        assert!(connection.lease.is_none(), "{connection:#?}");
+        assert!(connection.in_flight.is_none(), "{connection:#?}");
+    }
+    let report = broker.heartbeat_tick(&settings, &pacer).await.unwrap();
+    assert_eq!((report.claimed, report.refreshed), (1, 1), "{report:?}");
+    assert_eq!(app.sim.counters().refresh_grants, 3);
+    assert_eq!(app.sim.counters().reuse_detections, 0);
 }
 
 #[tokio::test]

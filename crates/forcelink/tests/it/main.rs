@@ -6,6 +6,7 @@ mod cli;
 mod connect;
 mod crash;
 mod doctor;
+mod faults;
 mod harness;
 mod heartbeat;
 mod instances;
