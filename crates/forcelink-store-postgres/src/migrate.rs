@@ -60,6 +60,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/0007_lineage_index.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            8,
+            Cow::Borrowed("webhook_backlog"),
+            MigrationType::Simple,
+            include_str!("../migrations/0008_webhook_backlog.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -67,6 +67,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/0008_connection_leases.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            9,
+            Cow::Borrowed("webhook_backlog"),
+            MigrationType::Simple,
+            include_str!("../migrations/0009_webhook_backlog.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -76,6 +76,51 @@ pub struct Enqueued {
     pub caught_up: bool,
 }
 
+/// One endpoint's deliveries that are not delivered: what an operator alerts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookBacklog {
+    pub endpoint_id: String,
+    /// Deliveries still to be sent (due now or waiting for a retry).
+    pub pending: u64,
+    /// Deliveries given up on (out of attempts, or refused for good).
+    pub failed: u64,
+    /// When the oldest pending delivery was queued.
+    pub oldest_pending_at: Option<DateTime<Utc>>,
+}
+
+impl WebhookBacklog {
+    /// Joins the two reads a store makes, pending rows `(endpoint, count, oldest queued)` and
+    /// failed rows `(endpoint, count)`, into one backlog per endpoint, by endpoint id.
+    pub fn merge(
+        pending: Vec<(String, u64, DateTime<Utc>)>,
+        failed: Vec<(String, u64)>,
+    ) -> Vec<WebhookBacklog> {
+        let mut by_endpoint: std::collections::BTreeMap<String, WebhookBacklog> =
+            std::collections::BTreeMap::new();
+        let empty = |endpoint_id: &str| WebhookBacklog {
+            endpoint_id: endpoint_id.to_string(),
+            pending: 0,
+            failed: 0,
+            oldest_pending_at: None,
+        };
+        for (endpoint_id, count, oldest) in pending {
+            let entry = by_endpoint
+                .entry(endpoint_id.clone())
+                .or_insert_with(|| empty(&endpoint_id));
+            entry.pending += count;
+            entry.oldest_pending_at =
+                Some(entry.oldest_pending_at.map_or(oldest, |o| o.min(oldest)));
+        }
+        for (endpoint_id, count) in failed {
+            by_endpoint
+                .entry(endpoint_id.clone())
+                .or_insert_with(|| empty(&endpoint_id))
+                .failed += count;
+        }
+        by_endpoint.into_values().collect()
+    }
+}
+
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryState {
@@ -236,4 +281,8 @@ pub trait WebhookStore: Send + Sync {
         &self,
         filter: &DeliveryFilter,
     ) -> Result<Vec<WebhookDelivery>, StoreError>;
+    /// Every endpoint with a pending or failed delivery, by id: its counts and when its oldest
+    /// pending delivery was queued. Read through indexes of the undelivered rows only, so its
+    /// cost follows the backlog, not the delivery log.
+    async fn webhook_backlog(&self) -> Result<Vec<WebhookBacklog>, StoreError>;
 }

@@ -523,3 +523,37 @@ async fn heartbeat_queries_read_their_indexes() {
     }
     raw.close().await.unwrap();
 }
+
+/// The webhook backlog is read at every `/metrics` scrape: both of its reads must stay inside
+/// the partial indexes of undelivered rows (migration 0009), never walk the delivery log.
+#[tokio::test]
+async fn webhook_backlog_reads_only_its_partial_indexes() {
+    let (_directory, path) = temp_db();
+    let _store = SqliteStore::open(&path).await.unwrap();
+    let mut raw = raw_connection(&path).await;
+    for (statement, index) in [
+        (
+            "EXPLAIN QUERY PLAN SELECT endpoint_id, COUNT(*) AS n, MIN(created_at) AS oldest \
+             FROM webhook_deliveries WHERE state = 'pending' GROUP BY endpoint_id",
+            "COVERING INDEX webhook_deliveries_pending",
+        ),
+        (
+            "EXPLAIN QUERY PLAN SELECT endpoint_id, COUNT(*) AS n FROM webhook_deliveries \
+             WHERE state = 'failed' GROUP BY endpoint_id",
+            "COVERING INDEX webhook_deliveries_failed",
+        ),
+    ] {
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(statement).fetch_all(&mut raw).await.unwrap();
+        let details: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        assert!(
+            details.iter().any(|detail| detail.contains(index)),
+            "{index} not used: {details:?}"
+        );
+        assert!(
+            !details.iter().any(|detail| detail.contains("TEMP B-TREE")),
+            "groups by sorting instead of reading the index in order: {details:?}"
+        );
+    }
+    raw.close().await.unwrap();
+}

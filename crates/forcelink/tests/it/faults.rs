@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use forcelink_core::store::{
-    AttemptWrite, ClaimedDelivery, DeliveryFilter, EndpointWrite, Enqueued, WebhookDelivery,
-    WebhookEndpoint,
+    AttemptWrite, ClaimedDelivery, DeliveryFilter, EndpointWrite, Enqueued, WebhookBacklog,
+    WebhookDelivery, WebhookEndpoint,
 };
 use forcelink_core::{
     AgentKey, AgentKeyStore, CommitOutcome, Connection, ConnectionHealth, ConnectionKey,
@@ -357,5 +357,8 @@ impl WebhookStore for FaultyStore {
         filter: &DeliveryFilter,
     ) -> Result<Vec<WebhookDelivery>, StoreError> {
         self.inner.webhook_deliveries(filter).await
+    }
+    async fn webhook_backlog(&self) -> Result<Vec<WebhookBacklog>, StoreError> {
+        self.inner.webhook_backlog().await
     }
 }

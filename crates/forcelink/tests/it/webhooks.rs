@@ -229,6 +229,35 @@ async fn delivery_when(app: &TestApp, event_id: i64, done: impl Fn(&Value) -> bo
     }
 }
 
+/// One endpoint's backlog gauges from `/metrics`: (pending, failed, oldest pending seconds).
+async fn backlog_gauges(app: &TestApp, endpoint_id: &str) -> (f64, f64, f64) {
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str, state: Option<&str>| -> f64 {
+        let line = text
+            .lines()
+            .find(|line| {
+                line.starts_with(&format!("{name}{{"))
+                    && line.contains(&format!("endpoint=\"{endpoint_id}\""))
+                    && state.is_none_or(|state| line.contains(&format!("state=\"{state}\"")))
+            })
+            .unwrap_or_else(|| panic!("no {name} {state:?} for {endpoint_id} in:\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    (
+        value("forcelink_webhook_deliveries", Some("pending")),
+        value("forcelink_webhook_deliveries", Some("failed")),
+        value("forcelink_webhook_oldest_pending_seconds", None),
+    )
+}
+
 async fn event_ids(app: &TestApp, org_id: &str, kind: &str) -> Vec<i64> {
     let (_, body) = app
         .api(Method::GET, &format!("/v1/events?org_id={org_id}"), None)
@@ -313,7 +342,10 @@ async fn a_receiver_that_answers_500_twice_gets_the_event_on_the_third_try() {
     let mut app = start_app().await;
     let mut receiver = Receiver::start().await;
     receiver.fail_next(2);
-    create_endpoint(&app, json!({ "url": receiver.url, "secret": new_secret() })).await;
+    let endpoint =
+        create_endpoint(&app, json!({ "url": receiver.url, "secret": new_secret() })).await;
+    let endpoint_id = endpoint["id"].as_str().unwrap();
+    assert_eq!(backlog_gauges(&app, endpoint_id).await, (0.0, 0.0, 0.0));
     let org = app.org(LoginKind::Production).await;
     app.connect_ok(&org).await;
     let event_id = event_ids(&app, org.id(), "connection.created").await[0];
@@ -321,6 +353,12 @@ async fn a_receiver_that_answers_500_twice_gets_the_event_on_the_third_try() {
     receiver.wait_for(1).await;
     let first = delivery_when(&app, event_id, |d| d["attempts"] == 1).await;
     assert_eq!(first["state"], "pending");
+    let (pending, failed, _) = backlog_gauges(&app, endpoint_id).await;
+    assert_eq!(
+        (pending, failed),
+        (1.0, 0.0),
+        "the retried delivery is pending"
+    );
     assert_eq!(first["last_status_code"], 500);
     assert_eq!(first["last_error"], "HTTP 500");
     let next: chrono::DateTime<chrono::Utc> =
@@ -334,6 +372,12 @@ async fn a_receiver_that_answers_500_twice_gets_the_event_on_the_third_try() {
     app.advance(PAST_RETRY);
     receiver.wait_for(2).await;
     delivery_when(&app, event_id, |d| d["attempts"] == 2).await;
+    let (pending, _, oldest) = backlog_gauges(&app, endpoint_id).await;
+    assert_eq!(pending, 1.0);
+    assert!(
+        oldest >= PAST_RETRY as f64,
+        "queued before the clock moved: {oldest}"
+    );
     app.advance(PAST_RETRY);
     let received = receiver.wait_for(3).await;
     let delivered = delivery_when(&app, event_id, |d| d["state"] == "delivered").await;
@@ -360,6 +404,37 @@ async fn a_receiver_that_answers_500_twice_gets_the_event_on_the_third_try() {
         .map(|attempt| attempt["number"].as_i64().unwrap())
         .collect();
     assert_eq!(numbers, vec![1, 2, 3]);
+    assert_eq!(
+        backlog_gauges(&app, endpoint_id).await,
+        (0.0, 0.0, 0.0),
+        "a cleared backlog reads 0, not its last value"
+    );
+    app.finish().await;
+}
+
+/// A deleted endpoint's backlog gauges read 0, not the counts it had when it was deleted.
+#[tokio::test]
+async fn a_deleted_endpoint_backlog_gauges_read_zero() {
+    let mut app = start_app().await;
+    let receiver = Receiver::start().await;
+    receiver.fail_next(u32::MAX);
+    let endpoint =
+        create_endpoint(&app, json!({ "url": receiver.url, "secret": new_secret() })).await;
+    let endpoint_id = endpoint["id"].as_str().unwrap();
+    let org = app.org(LoginKind::Production).await;
+    app.connect_ok(&org).await;
+    let event_id = event_ids(&app, org.id(), "connection.created").await[0];
+    delivery_when(&app, event_id, |d| d["attempts"] == 1).await;
+    assert_eq!(backlog_gauges(&app, endpoint_id).await.0, 1.0);
+    let (status, body) = app
+        .api(
+            Method::DELETE,
+            &format!("/v1/webhooks/endpoints/{endpoint_id}"),
+            None,
+        )
+        .await;
+    assert!(status == 200 || status == 204, "{status}: {body}");
+    assert_eq!(backlog_gauges(&app, endpoint_id).await, (0.0, 0.0, 0.0));
     app.finish().await;
 }
 

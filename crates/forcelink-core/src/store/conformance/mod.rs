@@ -117,6 +117,7 @@ pub fn checks() -> Vec<Check> {
         check!(webhook_endpoints_are_saved_updated_in_place_listed_and_deleted),
         check!(fan_out_queues_each_later_event_once_per_endpoint_that_wants_it),
         check!(due_deliveries_are_claimed_exclusively_and_attempts_are_owner_checked),
+        check!(webhook_backlog_counts_pending_and_failed_per_endpoint),
     ]
 }
 

@@ -5,6 +5,7 @@
 use super::fixtures::*;
 use crate::store::{
     AttemptWrite, DeliveryFilter, DeliveryNext, DeliveryState, EndpointSource, EndpointWrite,
+    WebhookBacklog,
 };
 
 fn endpoint(ring: &KeyRing, id: &str, url: &str, kinds: &[&str], now: i64) -> EndpointWrite {
@@ -495,4 +496,95 @@ pub(super) async fn due_deliveries_are_claimed_exclusively_and_attempts_are_owne
         ..DeliveryFilter::default()
     };
     assert_eq!(store.webhook_deliveries(&pending).await.unwrap().len(), 4);
+}
+
+fn backlog(endpoint_id: &str, pending: u64, failed: u64, oldest: Option<i64>) -> WebhookBacklog {
+    WebhookBacklog {
+        endpoint_id: endpoint_id.to_string(),
+        pending,
+        failed,
+        oldest_pending_at: oldest.map(at),
+    }
+}
+
+pub(super) async fn webhook_backlog_counts_pending_and_failed_per_endpoint(store: Arc<dyn Store>) {
+    let ring = ring();
+    for id in ["whe_b", "whe_a"] {
+        store
+            .save_webhook_endpoint(&endpoint(
+                &ring,
+                id,
+                "https://a.example/hook",
+                &["connection.created"],
+                0,
+            ))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.webhook_backlog().await.unwrap(), vec![]);
+    for second in 1..=3 {
+        store
+            .record_event(&event("connection.created", second))
+            .await
+            .unwrap();
+    }
+    assert_eq!(enqueue_all(&store, 10).await, 6);
+    store
+        .record_event(&event("connection.created", 11))
+        .await
+        .unwrap();
+    assert_eq!(enqueue_all(&store, 20).await, 2);
+    assert_eq!(
+        store.webhook_backlog().await.unwrap(),
+        vec![
+            backlog("whe_a", 4, 0, Some(10)),
+            backlog("whe_b", 4, 0, Some(10)),
+        ],
+        "by endpoint id, the oldest pending queued at the first fan-out"
+    );
+
+    // Claimed deliveries are still pending; finished ones leave the backlog or fail in it.
+    let claimed = store
+        .claim_webhook_deliveries("worker", at(20), at(50), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 8);
+    let mut of_a: Vec<_> = claimed
+        .iter()
+        .filter(|c| c.endpoint_id == "whe_a")
+        .collect();
+    of_a.sort_by_key(|c| c.event.id);
+    let outcomes = [
+        DeliveryNext::Delivered,
+        DeliveryNext::Failed,
+        DeliveryNext::Delivered,
+    ];
+    for (delivery, next) in of_a.iter().zip(outcomes) {
+        let status = if next == DeliveryNext::Failed {
+            410
+        } else {
+            204
+        };
+        assert!(
+            store
+                .finish_webhook_attempt(&delivery.id, "worker", &attempt(21, Some(status), next))
+                .await
+                .unwrap()
+        );
+    }
+    for delivery in claimed.iter().filter(|c| c.endpoint_id == "whe_b") {
+        let done = attempt(22, Some(204), DeliveryNext::Delivered);
+        assert!(
+            store
+                .finish_webhook_attempt(&delivery.id, "worker", &done)
+                .await
+                .unwrap()
+        );
+    }
+    assert_eq!(
+        store.webhook_backlog().await.unwrap(),
+        vec![backlog("whe_a", 1, 1, Some(20))],
+        "whe_a: the fourth event's delivery (queued at 20) pending, the second's failed; \
+         whe_b: nothing left"
+    );
 }
