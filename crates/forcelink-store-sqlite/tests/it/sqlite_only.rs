@@ -509,17 +509,7 @@ async fn heartbeat_queries_read_their_indexes() {
             "connections_by_refresh_token_use",
         ),
     ] {
-        let plan: Vec<(i64, i64, i64, String)> =
-            sqlx::query_as(statement).fetch_all(&mut raw).await.unwrap();
-        let details: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
-        assert!(
-            details.iter().any(|detail| detail.contains(index)),
-            "{index} not used: {details:?}"
-        );
-        assert!(
-            !details.iter().any(|detail| detail.contains("TEMP B-TREE")),
-            "sorts instead of reading the index in order: {details:?}"
-        );
+        assert_reads_index_in_order(&mut raw, statement, index).await;
     }
     raw.close().await.unwrap();
 }
@@ -543,17 +533,28 @@ async fn webhook_backlog_reads_only_its_partial_indexes() {
             "COVERING INDEX webhook_deliveries_failed",
         ),
     ] {
-        let plan: Vec<(i64, i64, i64, String)> =
-            sqlx::query_as(statement).fetch_all(&mut raw).await.unwrap();
-        let details: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
-        assert!(
-            details.iter().any(|detail| detail.contains(index)),
-            "{index} not used: {details:?}"
-        );
-        assert!(
-            !details.iter().any(|detail| detail.contains("TEMP B-TREE")),
-            "groups by sorting instead of reading the index in order: {details:?}"
-        );
+        assert_reads_index_in_order(&mut raw, statement, index).await;
     }
     raw.close().await.unwrap();
+}
+
+/// `statement` (an `EXPLAIN QUERY PLAN`) uses `index` and reads it in order: no sort.
+async fn assert_reads_index_in_order(
+    raw: &mut sqlx::SqliteConnection,
+    statement: &'static str,
+    index: &str,
+) {
+    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(statement)
+        .fetch_all(&mut *raw)
+        .await
+        .unwrap();
+    let details: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+    assert!(
+        details.iter().any(|detail| detail.contains(index)),
+        "{index} not used: {details:?}"
+    );
+    assert!(
+        !details.iter().any(|detail| detail.contains("TEMP B-TREE")),
+        "sorts instead of reading the index in order: {details:?}"
+    );
 }
