@@ -71,7 +71,7 @@ impl Broker {
             }),
             instance_url: response.instance_url.trim_end_matches('/').to_string(),
             refreshed_at: now,
-            heartbeat_due_at: self.next_heartbeat_due(now),
+            heartbeat_due_at: self.next_heartbeat_due(key, now),
         };
         let new_hash = response
             .refresh_token
