@@ -20,6 +20,10 @@ mod rows;
 mod sealed;
 mod webhooks;
 
+/// The webhook backlog's statement, for the plan test in `tests/it` (not an API).
+#[doc(hidden)]
+pub use webhooks::BACKLOG as WEBHOOK_BACKLOG_SQL;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use forcelink_core::{

@@ -410,12 +410,13 @@ pub(crate) async fn deliveries(
         .collect()
 }
 
-/// The backlog's two reads, each through its partial index (migration 0008). They are not one
-/// snapshot: a delivery that fails between them may count in both or neither, which a gauge
-/// can bear. COUNT(*) is a bigint, read as i64.
-const PENDING_BACKLOG: &str = "SELECT endpoint_id, COUNT(*) AS n, MIN(created_at) AS oldest \
-     FROM webhook_deliveries WHERE state = 'pending' GROUP BY endpoint_id";
-const FAILED_BACKLOG: &str = "SELECT endpoint_id, COUNT(*) AS n \
+/// The backlog in one statement, so one snapshot: a delivery that fails while it runs counts
+/// as pending or as failed, never in both or neither. Each arm reads its partial index
+/// (migration 0008). COUNT(*) is a bigint, read as i64.
+pub const BACKLOG: &str = "SELECT endpoint_id, 'pending' AS kind, COUNT(*) AS n, \
+     MIN(created_at) AS oldest FROM webhook_deliveries WHERE state = 'pending' \
+     GROUP BY endpoint_id \
+     UNION ALL SELECT endpoint_id, 'failed' AS kind, COUNT(*) AS n, NULL AS oldest \
      FROM webhook_deliveries WHERE state = 'failed' GROUP BY endpoint_id";
 
 fn backlog_count(row: &PgRow) -> Result<u64, StoreError> {
@@ -423,26 +424,20 @@ fn backlog_count(row: &PgRow) -> Result<u64, StoreError> {
 }
 
 pub(crate) async fn backlog(pool: &PgPool) -> Result<Vec<WebhookBacklog>, StoreError> {
-    let pending = sqlx::query(PENDING_BACKLOG)
+    let found = sqlx::query(BACKLOG)
         .fetch_all(pool)
         .await
-        .map_err(unavailable("webhook_backlog pending"))?
-        .iter()
-        .map(|row| {
-            Ok((
-                rows::get(row, "endpoint_id")?,
-                backlog_count(row)?,
-                rows::time(row, "oldest")?,
-            ))
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    let failed = sqlx::query(FAILED_BACKLOG)
-        .fetch_all(pool)
-        .await
-        .map_err(unavailable("webhook_backlog failed"))?
-        .iter()
-        .map(|row| Ok((rows::get(row, "endpoint_id")?, backlog_count(row)?)))
-        .collect::<Result<Vec<_>, StoreError>>()?;
+        .map_err(unavailable("webhook_backlog"))?;
+    let (mut pending, mut failed) = (Vec::new(), Vec::new());
+    for row in &found {
+        let endpoint_id: String = rows::get(row, "endpoint_id")?;
+        let n = backlog_count(row)?;
+        if rows::get::<&str>(row, "kind")? == "pending" {
+            pending.push((endpoint_id, n, rows::time(row, "oldest")?));
+        } else {
+            failed.push((endpoint_id, n));
+        }
+    }
     Ok(WebhookBacklog::merge(pending, failed))
 }
 

@@ -400,36 +400,30 @@ pub(crate) async fn deliveries(
         .collect()
 }
 
-/// The backlog's two reads, each covered by its partial index (migration 0009). They are not
-/// one snapshot: a delivery that fails between them may count in both or neither, which a
-/// gauge can bear.
-pub(crate) const PENDING_BACKLOG: &str = "SELECT endpoint_id, COUNT(*) AS n, \
+/// The backlog in one statement, so one snapshot: a delivery that fails while it runs counts
+/// as pending or as failed, never in both or neither. Each arm is covered by its partial index
+/// (migration 0009) and reads nothing else.
+pub(crate) const BACKLOG: &str = "SELECT endpoint_id, 'pending' AS kind, COUNT(*) AS n, \
      MIN(created_at) AS oldest FROM webhook_deliveries WHERE state = 'pending' \
-     GROUP BY endpoint_id";
-pub(crate) const FAILED_BACKLOG: &str = "SELECT endpoint_id, COUNT(*) AS n \
+     GROUP BY endpoint_id \
+     UNION ALL SELECT endpoint_id, 'failed' AS kind, COUNT(*) AS n, NULL AS oldest \
      FROM webhook_deliveries WHERE state = 'failed' GROUP BY endpoint_id";
 
 pub(crate) async fn backlog(pool: &SqlitePool) -> Result<Vec<WebhookBacklog>, StoreError> {
-    let pending = sqlx::query(PENDING_BACKLOG)
+    let found = sqlx::query(BACKLOG)
         .fetch_all(pool)
         .await
-        .map_err(unavailable("webhook_backlog pending"))?
-        .iter()
-        .map(|row| {
-            Ok((
-                rows::get(row, "endpoint_id")?,
-                u64::from(count(row, "n")?),
-                rows::time(row, "oldest")?,
-            ))
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    let failed = sqlx::query(FAILED_BACKLOG)
-        .fetch_all(pool)
-        .await
-        .map_err(unavailable("webhook_backlog failed"))?
-        .iter()
-        .map(|row| Ok((rows::get(row, "endpoint_id")?, u64::from(count(row, "n")?))))
-        .collect::<Result<Vec<_>, StoreError>>()?;
+        .map_err(unavailable("webhook_backlog"))?;
+    let (mut pending, mut failed) = (Vec::new(), Vec::new());
+    for row in &found {
+        let endpoint_id: String = rows::get(row, "endpoint_id")?;
+        let n = u64::from(count(row, "n")?);
+        if rows::get::<&str>(row, "kind")? == "pending" {
+            pending.push((endpoint_id, n, rows::time(row, "oldest")?));
+        } else {
+            failed.push((endpoint_id, n));
+        }
+    }
     Ok(WebhookBacklog::merge(pending, failed))
 }
 
@@ -499,5 +493,43 @@ impl forcelink_core::WebhookStore for crate::SqliteStore {
 
     async fn webhook_backlog(&self) -> Result<Vec<WebhookBacklog>, StoreError> {
         backlog(self.pool()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::AssertSqlSafe;
+
+    use super::*;
+
+    /// The backlog is read at every `/metrics` scrape: each arm of its one statement must stay
+    /// inside its partial index of undelivered rows (migration 0009), in order, and never walk
+    /// the delivery log or sort.
+    #[tokio::test]
+    async fn the_backlog_reads_only_its_partial_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::SqliteStore::open(&dir.path().join("plan.db"))
+            .await
+            .unwrap();
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {BACKLOG}")))
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+        let steps: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        for index in ["webhook_deliveries_pending", "webhook_deliveries_failed"] {
+            assert!(
+                steps
+                    .iter()
+                    .any(|step| step.contains(&format!("COVERING INDEX {index}"))),
+                "{index} not used: {steps:?}"
+            );
+        }
+        assert!(
+            !steps
+                .iter()
+                .any(|step| step.contains("TEMP B-TREE") || *step == "SCAN webhook_deliveries"),
+            "sorts or walks the delivery log: {steps:?}"
+        );
     }
 }

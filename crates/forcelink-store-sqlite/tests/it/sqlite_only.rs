@@ -514,30 +514,6 @@ async fn heartbeat_queries_read_their_indexes() {
     raw.close().await.unwrap();
 }
 
-/// The webhook backlog is read at every `/metrics` scrape: both of its reads must stay inside
-/// the partial indexes of undelivered rows (migration 0009), never walk the delivery log.
-#[tokio::test]
-async fn webhook_backlog_reads_only_its_partial_indexes() {
-    let (_directory, path) = temp_db();
-    let _store = SqliteStore::open(&path).await.unwrap();
-    let mut raw = raw_connection(&path).await;
-    for (statement, index) in [
-        (
-            "EXPLAIN QUERY PLAN SELECT endpoint_id, COUNT(*) AS n, MIN(created_at) AS oldest \
-             FROM webhook_deliveries WHERE state = 'pending' GROUP BY endpoint_id",
-            "COVERING INDEX webhook_deliveries_pending",
-        ),
-        (
-            "EXPLAIN QUERY PLAN SELECT endpoint_id, COUNT(*) AS n FROM webhook_deliveries \
-             WHERE state = 'failed' GROUP BY endpoint_id",
-            "COVERING INDEX webhook_deliveries_failed",
-        ),
-    ] {
-        assert_reads_index_in_order(&mut raw, statement, index).await;
-    }
-    raw.close().await.unwrap();
-}
-
 /// `statement` (an `EXPLAIN QUERY PLAN`) uses `index` and reads it in order: no sort.
 async fn assert_reads_index_in_order(
     raw: &mut sqlx::SqliteConnection,
