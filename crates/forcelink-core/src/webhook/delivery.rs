@@ -3,8 +3,8 @@
 //!
 //! `webhook_tick()` first runs the store's fan-out (events after each endpoint's cursor become
 //! delivery rows, atomically with the cursor move), then claims due deliveries under a lease
-//! (so instances sharing a database do not send one twice at once) and sends them with bounded
-//! concurrency. A 2xx answer delivers; anything else is retried with exponential backoff and
+//! (so instances sharing a database do not send one twice at once) and sends them in a window
+//! of bounded concurrency that refills as each one finishes. A 2xx answer delivers; anything else is retried with exponential backoff and
 //! jitter, timed by the `Clock`, until `max_attempts`, after which the delivery is failed.
 //! A crash at any point leaves a delivery pending (its lease lapses), never lost: at-least-once,
 //! with `webhook-id` the same on every attempt for de-duplication. `run_webhooks()` repeats
@@ -84,13 +84,67 @@ enum Attempted {
 }
 
 impl Broker {
-    /// One pass: fan out new events, then send everything due now.
+    /// One pass: fan out new events, then send everything due now, until nothing is due and
+    /// nothing is in flight.
+    ///
+    /// Deliveries run in a window of `concurrency`: each one that finishes frees its slot for
+    /// the next due one at once (and new events are fanned out then, or when the worker is
+    /// woken), so a receiver that is slow to answer holds its own slots, not the whole worker.
+    /// A store error stops the claiming; the deliveries in flight finish (they hold leases and
+    /// must record their attempts) before the tick returns the error.
     pub async fn webhook_tick(
         self: &Arc<Self>,
         sender: &Arc<dyn WebhookSender>,
         settings: &WebhookSettings,
     ) -> Result<WebhookTickReport, BrokerError> {
         let mut report = WebhookTickReport::default();
+        let window = settings.concurrency.max(1);
+        let mut in_flight = tokio::task::JoinSet::new();
+        let mut failure = None;
+        // Each pass fills the window, then waits for a delivery to finish or the worker to be
+        // woken by a new event: either may make more due.
+        loop {
+            if failure.is_none()
+                && let Err(error) = self
+                    .fill_window(&mut in_flight, window, sender, settings, &mut report)
+                    .await
+            {
+                failure = Some(error);
+            }
+            if in_flight.is_empty() {
+                break;
+            }
+            tokio::select! {
+                Some(joined) = in_flight.join_next() => {
+                    match joined {
+                        Ok(Ok(Attempted::Delivered)) => report.delivered += 1,
+                        Ok(Ok(Attempted::Retried)) => report.retried += 1,
+                        Ok(Ok(Attempted::Failed)) => report.failed += 1,
+                        Ok(Err(error)) => {
+                            tracing::warn!(%error, "recording a webhook attempt failed; its lease lapses and it is sent again");
+                        }
+                        Err(_) => {}
+                    }
+                }
+                () = self.webhook_wake.notified() => {}
+            }
+        }
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(report),
+        }
+    }
+
+    /// Fans out new events, then claims due deliveries into the window's free slots and starts
+    /// them, until the window is full or nothing more is due.
+    async fn fill_window(
+        self: &Arc<Self>,
+        in_flight: &mut tokio::task::JoinSet<Result<Attempted, BrokerError>>,
+        window: usize,
+        sender: &Arc<dyn WebhookSender>,
+        settings: &WebhookSettings,
+        report: &mut WebhookTickReport,
+    ) -> Result<(), BrokerError> {
         loop {
             let enqueued = self
                 .store
@@ -101,10 +155,10 @@ impl Broker {
                 break;
             }
         }
-        let claim = u32::try_from(settings.concurrency.max(1)).unwrap_or(u32::MAX);
         let lease = Duration::from_std(settings.request_timeout).unwrap_or(Duration::seconds(30))
             + Duration::seconds(30);
-        loop {
+        while in_flight.len() < window {
+            let free = window - in_flight.len();
             let now = self.clock.now();
             // A token per claim: it fences `finish` even against this instance's own claims.
             let owner = format!(
@@ -114,14 +168,15 @@ impl Broker {
             );
             let claimed = self
                 .store
-                .claim_webhook_deliveries(&owner, now, now + lease, claim)
+                .claim_webhook_deliveries(
+                    &owner,
+                    now,
+                    now + lease,
+                    u32::try_from(free).unwrap_or(u32::MAX),
+                )
                 .await?;
-            if claimed.is_empty() {
-                break;
-            }
-            let full = claimed.len() as u32 >= claim;
+            let short = claimed.len() < free;
             report.claimed += claimed.len() as u64;
-            let mut tasks = Vec::with_capacity(claimed.len());
             for delivery in claimed {
                 let (broker, sender, settings, owner) = (
                     self.clone(),
@@ -129,26 +184,15 @@ impl Broker {
                     settings.clone(),
                     owner.clone(),
                 );
-                tasks.push(tokio::spawn(async move {
+                in_flight.spawn(async move {
                     broker.deliver(&sender, delivery, &owner, &settings).await
-                }));
+                });
             }
-            for task in tasks {
-                match task.await {
-                    Ok(Ok(Attempted::Delivered)) => report.delivered += 1,
-                    Ok(Ok(Attempted::Retried)) => report.retried += 1,
-                    Ok(Ok(Attempted::Failed)) => report.failed += 1,
-                    Ok(Err(error)) => {
-                        tracing::warn!(%error, "recording a webhook attempt failed; its lease lapses and it is sent again");
-                    }
-                    Err(_) => {}
-                }
-            }
-            if !full {
+            if short {
                 break;
             }
         }
-        Ok(report)
+        Ok(())
     }
 
     async fn deliver(

@@ -26,6 +26,10 @@ pub struct FaultyStore {
     inner: Arc<dyn Store>,
     /// Heartbeat claims still to pass before one fails (once); `None`: every claim passes.
     claims_to_pass: Mutex<Option<u32>>,
+    /// The same for webhook delivery claims.
+    webhook_claims_to_pass: Mutex<Option<u32>>,
+    /// Whether a webhook claim has failed.
+    webhook_claim_failed: Mutex<bool>,
 }
 
 impl FaultyStore {
@@ -33,6 +37,8 @@ impl FaultyStore {
         Self {
             inner,
             claims_to_pass: Mutex::new(None),
+            webhook_claims_to_pass: Mutex::new(None),
+            webhook_claim_failed: Mutex::new(false),
         }
     }
 
@@ -41,19 +47,43 @@ impl FaultyStore {
         *self.claims_to_pass.lock().unwrap() = Some(passing);
     }
 
+    /// Lets `passing` webhook delivery claims through, fails the next one, then lets all
+    /// through.
+    pub fn fail_webhook_claim_after(&self, passing: u32) {
+        *self.webhook_claims_to_pass.lock().unwrap() = Some(passing);
+    }
+
+    /// Whether the webhook claim asked to fail has failed.
+    pub fn webhook_claim_failed(&self) -> bool {
+        *self.webhook_claim_failed.lock().unwrap()
+    }
+
     fn claim_fails(&self) -> bool {
-        let mut left = self.claims_to_pass.lock().unwrap();
-        match *left {
-            Some(0) => {
-                *left = None;
-                true
-            }
-            Some(n) => {
-                *left = Some(n - 1);
-                false
-            }
-            None => false,
+        fails_now(&self.claims_to_pass)
+    }
+
+    fn webhook_claim_fails(&self) -> bool {
+        let fails = fails_now(&self.webhook_claims_to_pass);
+        if fails {
+            *self.webhook_claim_failed.lock().unwrap() = true;
         }
+        fails
+    }
+}
+
+/// Counts one call against `to_pass`: true (once) when it has run out.
+fn fails_now(to_pass: &Mutex<Option<u32>>) -> bool {
+    let mut left = to_pass.lock().unwrap();
+    match *left {
+        Some(0) => {
+            *left = None;
+            true
+        }
+        Some(n) => {
+            *left = Some(n - 1);
+            false
+        }
+        None => false,
     }
 }
 
@@ -338,6 +368,9 @@ impl WebhookStore for FaultyStore {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        if self.webhook_claim_fails() {
+            return Err(StoreError::Unavailable(INJECTED.into()));
+        }
         self.inner
             .claim_webhook_deliveries(owner, now, lease_until, limit)
             .await

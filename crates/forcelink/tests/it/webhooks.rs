@@ -11,12 +11,15 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use forcelink::config::{SecretSetting, WebhookEndpointConfig};
+use forcelink::config::{SecretSetting, WebhookEndpointConfig, WebhooksConfig};
+use forcelink::webhooks::HttpWebhookSender;
 use forcelink_core::Clock;
+use forcelink_core::webhook::{NewEndpoint, WebhookSender, WebhookSettings};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::faults::{FaultyStore, INJECTED};
 use crate::harness::{Backend, LoginKind, Options, TestApp, pg_server_url};
 
 /// A request the receiver got.
@@ -37,11 +40,13 @@ impl Received {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inbox {
     requests: Mutex<Vec<Received>>,
     /// Answer 500 to this many more requests.
     failures_left: Mutex<u32>,
+    /// Whether requests are answered; while false, each one waits (after it is recorded).
+    open: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -80,6 +85,7 @@ async fn record(
         fail
     };
     arrived.send_replace(count);
+    let _ = inbox.open.subscribe().wait_for(|open| *open).await;
     if fail {
         StatusCode::INTERNAL_SERVER_ERROR
     } else {
@@ -89,7 +95,11 @@ async fn record(
 
 impl Receiver {
     async fn start() -> Receiver {
-        let inbox = Arc::new(Inbox::default());
+        let inbox = Arc::new(Inbox {
+            requests: Mutex::default(),
+            failures_left: Mutex::default(),
+            open: tokio::sync::watch::Sender::new(true),
+        });
         let (sender, arrived) = tokio::sync::watch::channel(0);
         let router = axum::Router::new()
             .route("/hook", axum::routing::post(record))
@@ -106,6 +116,16 @@ impl Receiver {
 
     fn fail_next(&self, times: u32) {
         *self.inbox.failures_left.lock().unwrap() = times;
+    }
+
+    /// Requests from now on wait for `answer` before they are answered.
+    fn hold(&self) {
+        self.inbox.open.send_replace(false);
+    }
+
+    /// Answers every waiting request, and the ones after it at once.
+    fn answer(&self) {
+        self.inbox.open.send_replace(true);
     }
 
     fn requests(&self) -> Vec<Received> {
@@ -435,6 +455,147 @@ async fn a_deleted_endpoint_backlog_gauges_read_zero() {
         .await;
     assert!(status == 200 || status == 204, "{status}: {body}");
     assert_eq!(backlog_gauges(&app, endpoint_id).await, (0.0, 0.0, 0.0));
+    app.finish().await;
+}
+
+/// A receiver that is slow to answer holds only its own deliveries: while every request to it
+/// waits, another endpoint still gets each new event, and nothing is lost once it answers.
+#[tokio::test]
+async fn a_slow_receiver_does_not_hold_up_another_endpoint() {
+    let mut app = start_app().await;
+    app.restart_with(|config| {
+        config.webhooks.concurrency = 4;
+        // Longer than the test's deadline: a worker that waited for the slow receiver fails.
+        config.webhooks.request_timeout_seconds = 300;
+    })
+    .await;
+    let mut slow = Receiver::start().await;
+    let mut fast = Receiver::start().await;
+    slow.hold();
+    for receiver in [&slow, &fast] {
+        create_endpoint(
+            &app,
+            json!({ "url": receiver.url, "events": ["connection.created"] }),
+        )
+        .await;
+    }
+    let mut orgs = Vec::new();
+    for _ in 0..3 {
+        let org = app.org(LoginKind::Production).await;
+        app.connect_ok(&org).await;
+        orgs.push(org);
+    }
+
+    // Three deliveries to the slow receiver wait in three of the four slots.
+    slow.wait_for(3).await;
+    let received = fast.wait_for(3).await;
+    assert!(
+        received
+            .iter()
+            .all(|request| request.kind() == "connection.created"),
+        "{received:?}"
+    );
+    assert_eq!(
+        received
+            .iter()
+            .map(|request| request.json()["data"]["org_id"]
+                .as_str()
+                .unwrap()
+                .to_string())
+            .collect::<std::collections::BTreeSet<_>>(),
+        orgs.iter().map(|org| org.id().to_string()).collect(),
+        "each new connection's event reached the fast endpoint"
+    );
+
+    slow.answer();
+    for org in &orgs {
+        let event_id = event_ids(&app, org.id(), "connection.created").await[0];
+        let delivered = deliveries(&app, &format!("event_id={event_id}")).await;
+        assert_eq!(delivered.len(), 2, "{delivered:?}");
+        for delivery in &delivered {
+            delivery_when(&app, event_id, |d| {
+                d["id"] == delivery["id"] && d["state"] == "delivered"
+            })
+            .await;
+        }
+    }
+    assert_eq!(slow.requests().len(), 3, "each sent once");
+    app.finish().await;
+}
+
+/// A delivery claim that fails while deliveries are in flight stops the claiming, but the tick
+/// returns its error only after those deliveries are answered and recorded (they hold leases);
+/// the next tick sends what the failed claim did not take.
+#[tokio::test]
+async fn a_failed_claim_lets_the_deliveries_in_flight_finish_and_the_next_tick_sends_the_rest() {
+    let mut app = start_app().await;
+    app.restart_with(|config| config.webhooks.enabled = false)
+        .await;
+    let mut receiver = Receiver::start().await;
+    receiver.hold();
+    let only_created = || Some(vec!["connection.created".to_string()]);
+    create_endpoint(
+        &app,
+        json!({ "url": receiver.url, "events": ["connection.created"] }),
+    )
+    .await;
+    for _ in 0..2 {
+        let org = app.org(LoginKind::Production).await;
+        app.connect_ok(&org).await;
+    }
+    let faulty = Arc::new(FaultyStore::new(app.broker().store().clone()));
+    faulty.fail_webhook_claim_after(1);
+    let broker = Arc::new(app.broker().on_store(faulty.clone()));
+    let sender: Arc<dyn WebhookSender> =
+        Arc::new(HttpWebhookSender::new(Duration::from_secs(300)).unwrap());
+    let settings = WebhookSettings {
+        concurrency: 3,
+        ..forcelink::webhooks::settings(&WebhooksConfig::default())
+    };
+    let tick = tokio::spawn({
+        let (broker, sender, settings) = (broker.clone(), sender.clone(), settings.clone());
+        async move { broker.webhook_tick(&sender, &settings).await }
+    });
+    // The first claim took both deliveries; they wait for their answers.
+    receiver.wait_for(2).await;
+
+    // A third event, then a new endpoint, which wakes the tick: it fans the event out and
+    // claims again, and that claim fails.
+    let org = app.org(LoginKind::Production).await;
+    app.connect_ok(&org).await;
+    broker
+        .create_webhook_endpoint(NewEndpoint {
+            url: receiver.url.clone(),
+            event_kinds: only_created(),
+            secret: None,
+        })
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !faulty.webhook_claim_failed() {
+        assert!(std::time::Instant::now() < deadline, "no claim failed");
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !tick.is_finished(),
+        "the tick waits for the deliveries in flight"
+    );
+    receiver.answer();
+    let error = tick
+        .await
+        .unwrap()
+        .expect_err("the failed claim ends the tick with an error");
+    assert!(error.to_string().contains(INJECTED), "{error}");
+    let delivered = deliveries(&app, "state=delivered").await;
+    assert_eq!(delivered.len(), 2, "answered and recorded: {delivered:?}");
+    let pending = deliveries(&app, "state=pending").await;
+    assert_eq!(pending.len(), 1, "the third waits: {pending:?}");
+    assert_eq!(pending[0]["attempts"], 0);
+
+    let report = broker.webhook_tick(&sender, &settings).await.unwrap();
+    assert_eq!((report.claimed, report.delivered), (1, 1), "{report:?}");
+    assert_eq!(receiver.requests().len(), 3);
+    assert!(deliveries(&app, "state=pending").await.is_empty());
     app.finish().await;
 }
 
