@@ -204,18 +204,34 @@ pub(crate) async fn claim(
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     limit: u32,
+    per_endpoint: u32,
 ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+    // `busy`: each endpoint's deliveries under an unexpired lease; `due`: the claimable ones,
+    // numbered per endpoint in claim order. Both read only pending rows (partial indexes).
+    // A window function cannot share a SELECT with FOR UPDATE, so the rows within the bound
+    // are locked (skipping any another claimer holds) in a SELECT of their own, which checks
+    // again that each is still free.
     let claimed = sqlx::query(
-        "UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $3 \
-         WHERE id IN (SELECT id FROM webhook_deliveries \
-         WHERE state = 'pending' AND next_attempt_at <= $2 \
-         AND (lease_owner IS NULL OR lease_until <= $2) ORDER BY event_id, id LIMIT $4 \
-         FOR UPDATE SKIP LOCKED)",
+        "WITH busy AS (SELECT endpoint_id, COUNT(*) AS leased FROM webhook_deliveries \
+         WHERE state = 'pending' AND lease_owner IS NOT NULL AND lease_until > $2 \
+         GROUP BY endpoint_id), \
+         due AS (SELECT id, endpoint_id, \
+         ROW_NUMBER() OVER (PARTITION BY endpoint_id ORDER BY event_id, id) AS n \
+         FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at <= $2 \
+         AND (lease_owner IS NULL OR lease_until <= $2)), \
+         picked AS (SELECT d.id FROM webhook_deliveries d \
+         WHERE d.id IN (SELECT due.id FROM due LEFT JOIN busy \
+         ON busy.endpoint_id = due.endpoint_id WHERE due.n + COALESCE(busy.leased, 0) <= $5) \
+         AND d.state = 'pending' AND (d.lease_owner IS NULL OR d.lease_until <= $2) \
+         ORDER BY d.event_id, d.id LIMIT $4 FOR UPDATE OF d SKIP LOCKED) \
+         UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $3 \
+         WHERE id IN (SELECT id FROM picked)",
     )
     .bind(owner)
     .bind(now)
     .bind(lease_until)
     .bind(i64::from(limit))
+    .bind(i64::from(per_endpoint))
     .execute(pool)
     .await
     .map_err(unavailable("claim_webhook_deliveries"))?;
@@ -485,8 +501,9 @@ impl forcelink_core::WebhookStore for crate::PostgresStore {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
+        per_endpoint: u32,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        claim(self.pool(), owner, now, lease_until, limit).await
+        claim(self.pool(), owner, now, lease_until, limit, per_endpoint).await
     }
 
     async fn finish_webhook_attempt(

@@ -198,17 +198,29 @@ pub(crate) async fn claim(
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     limit: u32,
+    per_endpoint: u32,
 ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+    // `busy`: each endpoint's deliveries under an unexpired lease; `due`: the claimable ones,
+    // numbered per endpoint in claim order. Both read only pending rows (partial indexes).
     let claimed = sqlx::query(
-        "UPDATE webhook_deliveries SET lease_owner = ?1, lease_until = ?3 \
-         WHERE id IN (SELECT id FROM webhook_deliveries \
-         WHERE state = 'pending' AND next_attempt_at <= ?2 \
-         AND (lease_owner IS NULL OR lease_until <= ?2) ORDER BY event_id, id LIMIT ?4)",
+        "WITH busy (endpoint_id, leased) AS (SELECT endpoint_id, COUNT(*) \
+         FROM webhook_deliveries WHERE state = 'pending' AND lease_owner IS NOT NULL \
+         AND lease_until > ?2 GROUP BY endpoint_id), \
+         due (id, endpoint_id, event_id, n) AS (SELECT id, endpoint_id, event_id, \
+         ROW_NUMBER() OVER (PARTITION BY endpoint_id ORDER BY event_id, id) \
+         FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at <= ?2 \
+         AND (lease_owner IS NULL OR lease_until <= ?2)) \
+         UPDATE webhook_deliveries SET lease_owner = ?1, lease_until = ?3 \
+         WHERE id IN (SELECT due.id FROM due LEFT JOIN busy \
+         ON busy.endpoint_id = due.endpoint_id \
+         WHERE due.n + COALESCE(busy.leased, 0) <= ?5 \
+         ORDER BY due.event_id, due.id LIMIT ?4)",
     )
     .bind(owner)
     .bind(micros(now))
     .bind(micros(lease_until))
     .bind(i64::from(limit))
+    .bind(i64::from(per_endpoint))
     .execute(pool)
     .await
     .map_err(unavailable("claim_webhook_deliveries"))?;
@@ -471,8 +483,9 @@ impl forcelink_core::WebhookStore for crate::SqliteStore {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
+        per_endpoint: u32,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        claim(self.pool(), owner, now, lease_until, limit).await
+        claim(self.pool(), owner, now, lease_until, limit, per_endpoint).await
     }
 
     async fn finish_webhook_attempt(

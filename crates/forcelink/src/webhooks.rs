@@ -56,6 +56,7 @@ impl WebhookSender for HttpWebhookSender {
 pub fn settings(config: &WebhooksConfig) -> WebhookSettings {
     WebhookSettings {
         concurrency: config.concurrency.max(1) as usize,
+        per_endpoint: config.per_endpoint_concurrency.max(1),
         batch: config.batch.max(1),
         max_attempts: config.max_attempts.max(1),
         backoff_base: chrono::Duration::seconds(i64::from(config.backoff_base_seconds.max(1))),

@@ -261,12 +261,18 @@ pub trait WebhookStore: Send + Sync {
     /// `now` whose lease is free or expired, oldest event first, and returns them with their
     /// endpoint and event. Concurrent claimers never get the same delivery. Callers pass an
     /// `owner` unique to this claim (instance + random), so it also fences `finish`.
+    ///
+    /// No endpoint is given deliveries that would leave more than `per_endpoint` of its
+    /// deliveries under an unexpired lease (held by any claimer), so one slow receiver cannot
+    /// take every slot. Claims that race on a shared database each count the leases committed
+    /// before them, so together they may pass the bound by what they took at the same time.
     async fn claim_webhook_deliveries(
         &self,
         owner: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
+        per_endpoint: u32,
     ) -> Result<Vec<ClaimedDelivery>, StoreError>;
     /// Records an attempt and moves the delivery on (delivered, retry at, failed), releasing
     /// the lease, if `owner` still holds it; otherwise changes nothing. Returns whether it did.

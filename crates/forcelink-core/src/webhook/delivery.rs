@@ -25,6 +25,9 @@ use crate::webhook::{SendOutcome, WebhookRequest, WebhookSender};
 pub struct WebhookSettings {
     /// Requests in flight at once per instance.
     pub concurrency: usize,
+    /// Deliveries of one endpoint under lease at once, across instances (see
+    /// `WebhookStore::claim_webhook_deliveries`).
+    pub per_endpoint: u32,
     /// Events read per endpoint per fan-out pass.
     pub batch: u32,
     /// After this many attempts a delivery is failed.
@@ -89,7 +92,8 @@ impl Broker {
     ///
     /// Deliveries run in a window of `concurrency`: each one that finishes frees its slot for
     /// the next due one at once (and new events are fanned out then, or when the worker is
-    /// woken), so a receiver that is slow to answer holds its own slots, not the whole worker.
+    /// woken), so a receiver that is slow to answer holds its own slots, not the whole worker;
+    /// and it holds at most `per_endpoint` of them.
     /// A store error stops the claiming; the deliveries in flight finish (they hold leases and
     /// must record their attempts) before the tick returns the error.
     pub async fn webhook_tick(
@@ -173,6 +177,7 @@ impl Broker {
                     now,
                     now + lease,
                     u32::try_from(free).unwrap_or(u32::MAX),
+                    settings.per_endpoint.max(1),
                 )
                 .await?;
             let short = claimed.len() < free;

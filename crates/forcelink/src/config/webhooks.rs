@@ -20,6 +20,8 @@ pub struct WebhooksConfig {
     pub poll_interval_ms: u32,
     /// Requests in flight at once per instance.
     pub concurrency: u32,
+    /// Deliveries of one endpoint in flight at once, across all instances.
+    pub per_endpoint_concurrency: u32,
     /// Upper bound on one delivery request.
     pub request_timeout_seconds: u32,
     /// After this many attempts a delivery is marked failed.
@@ -39,6 +41,7 @@ impl Default for WebhooksConfig {
             enabled: true,
             poll_interval_ms: 1000,
             concurrency: 8,
+            per_endpoint_concurrency: 4,
             request_timeout_seconds: 10,
             max_attempts: 12,
             backoff_base_seconds: 5,
@@ -63,9 +66,14 @@ pub struct WebhookEndpointConfig {
 impl WebhooksConfig {
     /// Start-up checks; each message names the endpoint and says how to fix it.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.max_attempts == 0 || self.concurrency == 0 || self.batch == 0 {
+        if self.max_attempts == 0
+            || self.concurrency == 0
+            || self.per_endpoint_concurrency == 0
+            || self.batch == 0
+        {
             bail!(
-                "webhooks.max_attempts, webhooks.concurrency and webhooks.batch must be at least 1"
+                "webhooks.max_attempts, webhooks.concurrency, webhooks.per_endpoint_concurrency \
+                 and webhooks.batch must be at least 1"
             );
         }
         if self.request_timeout_seconds == 0 || self.poll_interval_ms == 0 {
@@ -121,6 +129,25 @@ mod tests {
             secret: Some(SecretSetting(secret.into())),
             events: None,
         }
+    }
+
+    #[test]
+    fn zero_counts_are_refused_with_the_setting_named() {
+        for zero in [
+            |c: &mut WebhooksConfig| c.concurrency = 0,
+            |c: &mut WebhooksConfig| c.per_endpoint_concurrency = 0,
+            |c: &mut WebhooksConfig| c.max_attempts = 0,
+            |c: &mut WebhooksConfig| c.batch = 0,
+        ] {
+            let mut config = WebhooksConfig::default();
+            zero(&mut config);
+            let error = config.validate().unwrap_err().to_string();
+            assert!(
+                error.contains("webhooks.per_endpoint_concurrency") && error.contains("at least 1"),
+                "{error}"
+            );
+        }
+        WebhooksConfig::default().validate().unwrap();
     }
 
     #[test]

@@ -367,12 +367,13 @@ impl WebhookStore for FaultyStore {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
+        per_endpoint: u32,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         if self.webhook_claim_fails() {
             return Err(StoreError::Unavailable(INJECTED.into()));
         }
         self.inner
-            .claim_webhook_deliveries(owner, now, lease_until, limit)
+            .claim_webhook_deliveries(owner, now, lease_until, limit, per_endpoint)
             .await
     }
     async fn finish_webhook_attempt(

@@ -458,13 +458,15 @@ async fn a_deleted_endpoint_backlog_gauges_read_zero() {
     app.finish().await;
 }
 
-/// A receiver that is slow to answer holds only its own deliveries: while every request to it
-/// waits, another endpoint still gets each new event, and nothing is lost once it answers.
+/// A receiver that is slow to answer holds only its own deliveries, and at most
+/// `per_endpoint_concurrency` of the worker's slots: while every request to it waits, another
+/// endpoint still gets each new event, and nothing is lost once it answers.
 #[tokio::test]
 async fn a_slow_receiver_does_not_hold_up_another_endpoint() {
     let mut app = start_app().await;
     app.restart_with(|config| {
         config.webhooks.concurrency = 4;
+        config.webhooks.per_endpoint_concurrency = 2;
         // Longer than the test's deadline: a worker that waited for the slow receiver fails.
         config.webhooks.request_timeout_seconds = 300;
     })
@@ -479,16 +481,17 @@ async fn a_slow_receiver_does_not_hold_up_another_endpoint() {
         )
         .await;
     }
+    // Four events: without the per-endpoint bound the slow receiver's four deliveries would
+    // fill all four slots.
     let mut orgs = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..4 {
         let org = app.org(LoginKind::Production).await;
         app.connect_ok(&org).await;
         orgs.push(org);
     }
 
-    // Three deliveries to the slow receiver wait in three of the four slots.
-    slow.wait_for(3).await;
-    let received = fast.wait_for(3).await;
+    slow.wait_for(2).await;
+    let received = fast.wait_for(4).await;
     assert!(
         received
             .iter()
@@ -506,8 +509,14 @@ async fn a_slow_receiver_does_not_hold_up_another_endpoint() {
         orgs.iter().map(|org| org.id().to_string()).collect(),
         "each new connection's event reached the fast endpoint"
     );
+    assert_eq!(
+        slow.requests().len(),
+        2,
+        "at most two of the slow receiver's deliveries in flight"
+    );
 
     slow.answer();
+    slow.wait_for(4).await;
     for org in &orgs {
         let event_id = event_ids(&app, org.id(), "connection.created").await[0];
         let delivered = deliveries(&app, &format!("event_id={event_id}")).await;
@@ -519,7 +528,7 @@ async fn a_slow_receiver_does_not_hold_up_another_endpoint() {
             .await;
         }
     }
-    assert_eq!(slow.requests().len(), 3, "each sent once");
+    assert_eq!(slow.requests().len(), 4, "each sent once");
     app.finish().await;
 }
 

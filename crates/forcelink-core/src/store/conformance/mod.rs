@@ -118,6 +118,7 @@ pub fn checks() -> Vec<Check> {
         check!(fan_out_queues_each_later_event_once_per_endpoint_that_wants_it),
         check!(due_deliveries_are_claimed_exclusively_and_attempts_are_owner_checked),
         check!(webhook_backlog_counts_pending_and_failed_per_endpoint),
+        check!(claims_lease_at_most_per_endpoint_deliveries_of_one_endpoint),
     ]
 }
 

@@ -321,7 +321,7 @@ pub(super) async fn due_deliveries_are_claimed_exclusively_and_attempts_are_owne
     assert_eq!(enqueue_all(&store, 10).await, 6);
     assert!(
         store
-            .claim_webhook_deliveries("early", at(9), at(100), 10)
+            .claim_webhook_deliveries("early", at(9), at(100), 10, u32::MAX)
             .await
             .unwrap()
             .is_empty(),
@@ -334,7 +334,7 @@ pub(super) async fn due_deliveries_are_claimed_exclusively_and_attempts_are_owne
         let store = Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
             store
-                .claim_webhook_deliveries(&format!("claimer-{index}"), at(10), at(40), 2)
+                .claim_webhook_deliveries(&format!("claimer-{index}"), at(10), at(40), 2, u32::MAX)
                 .await
                 .unwrap()
                 .into_iter()
@@ -367,7 +367,7 @@ pub(super) async fn due_deliveries_are_claimed_exclusively_and_attempts_are_owne
     assert_eq!(first.attempts, 0);
     assert!(
         store
-            .claim_webhook_deliveries("late", at(20), at(50), 10)
+            .claim_webhook_deliveries("late", at(20), at(50), 10, u32::MAX)
             .await
             .unwrap()
             .is_empty(),
@@ -411,13 +411,13 @@ pub(super) async fn due_deliveries_are_claimed_exclusively_and_attempts_are_owne
     // Due again at its retry time, not before; then delivered for good.
     assert!(
         store
-            .claim_webhook_deliveries("retry", at(29), at(60), 10)
+            .claim_webhook_deliveries("retry", at(29), at(60), 10, u32::MAX)
             .await
             .unwrap()
             .is_empty()
     );
     let again = store
-        .claim_webhook_deliveries("retry", at(30), at(60), 10)
+        .claim_webhook_deliveries("retry", at(30), at(60), 10, u32::MAX)
         .await
         .unwrap();
     assert_eq!(again.len(), 1);
@@ -481,7 +481,7 @@ pub(super) async fn due_deliveries_are_claimed_exclusively_and_attempts_are_owne
         (None, Some("timed out"))
     );
     let taken_over = store
-        .claim_webhook_deliveries("survivor", at(40), at(90), 10)
+        .claim_webhook_deliveries("survivor", at(40), at(90), 10, u32::MAX)
         .await
         .unwrap();
     let mut taken: Vec<i64> = taken_over.iter().map(|c| c.event.id).collect();
@@ -545,7 +545,7 @@ pub(super) async fn webhook_backlog_counts_pending_and_failed_per_endpoint(store
 
     // Claimed deliveries are still pending; finished ones leave the backlog or fail in it.
     let claimed = store
-        .claim_webhook_deliveries("worker", at(20), at(50), 10)
+        .claim_webhook_deliveries("worker", at(20), at(50), 10, u32::MAX)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 8);
@@ -586,5 +586,100 @@ pub(super) async fn webhook_backlog_counts_pending_and_failed_per_endpoint(store
         vec![backlog("whe_a", 1, 1, Some(20))],
         "whe_a: the fourth event's delivery (queued at 20) pending, the second's failed; \
          whe_b: nothing left"
+    );
+}
+
+pub(super) async fn claims_lease_at_most_per_endpoint_deliveries_of_one_endpoint(
+    store: Arc<dyn Store>,
+) {
+    let ring = ring();
+    for id in ["whe_a", "whe_b"] {
+        store
+            .save_webhook_endpoint(&endpoint(
+                &ring,
+                id,
+                &format!("https://{id}.example/hook"),
+                &["connection.created"],
+                0,
+            ))
+            .await
+            .unwrap();
+    }
+    let mut events = Vec::new();
+    for second in 1..=3 {
+        events.push(
+            store
+                .record_event(&event("connection.created", second))
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(enqueue_all(&store, 10).await, 6);
+    let taken = |claimed: &[crate::store::ClaimedDelivery]| {
+        let mut taken: Vec<(String, i64)> = claimed
+            .iter()
+            .map(|c| (c.endpoint_id.clone(), c.event.id))
+            .collect();
+        taken.sort();
+        taken
+    };
+    let pair = |endpoint: &str, event: i64| (endpoint.to_string(), event);
+
+    // Two per endpoint, the oldest events first, though the limit allows all six.
+    let first = store
+        .claim_webhook_deliveries("one", at(10), at(40), 10, 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        taken(&first),
+        vec![
+            pair("whe_a", events[0]),
+            pair("whe_a", events[1]),
+            pair("whe_b", events[0]),
+            pair("whe_b", events[1]),
+        ]
+    );
+    // Leases held count against the bound, whoever holds them.
+    assert!(
+        store
+            .claim_webhook_deliveries("two", at(11), at(40), 10, 2)
+            .await
+            .unwrap()
+            .is_empty(),
+        "both endpoints are at the bound"
+    );
+    // A finished delivery frees its endpoint's slot.
+    let a_first = first
+        .iter()
+        .find(|c| c.endpoint_id == "whe_a" && c.event.id == events[0])
+        .unwrap();
+    assert!(
+        store
+            .finish_webhook_attempt(
+                &a_first.id,
+                "one",
+                &attempt(12, Some(204), DeliveryNext::Delivered)
+            )
+            .await
+            .unwrap()
+    );
+    let third = store
+        .claim_webhook_deliveries("three", at(13), at(40), 10, 2)
+        .await
+        .unwrap();
+    assert_eq!(taken(&third), vec![pair("whe_a", events[2])]);
+    // Expired leases hold nothing: everything undelivered is claimable again, two per endpoint.
+    let fourth = store
+        .claim_webhook_deliveries("four", at(41), at(80), 10, 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        taken(&fourth),
+        vec![
+            pair("whe_a", events[1]),
+            pair("whe_a", events[2]),
+            pair("whe_b", events[0]),
+            pair("whe_b", events[1]),
+        ]
     );
 }
