@@ -86,16 +86,41 @@ enum Attempted {
     Failed,
 }
 
+/// How many free slots of a window of `window` make the tick claim again: half the window,
+/// or what one endpoint at its bound of `per_endpoint` leaves free if that is less, and at
+/// least one. So while one receiver hangs with all its allowed deliveries, the others'
+/// answers still free enough slots for a refill.
+fn refill_at(window: usize, per_endpoint: u32) -> usize {
+    let bound = usize::try_from(per_endpoint.max(1)).unwrap_or(usize::MAX);
+    window.div_ceil(2).min(window.saturating_sub(bound)).max(1)
+}
+
+/// A tick's deliveries in flight. Dropped with the tick (cancelled at shutdown or restart),
+/// they are detached and run to their end instead of being aborted mid-request.
+struct InFlight(tokio::task::JoinSet<Result<Attempted, BrokerError>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.detach_all();
+    }
+}
+
 impl Broker {
     /// One pass: fan out new events, then send everything due now, until nothing is due and
     /// nothing is in flight.
     ///
-    /// Deliveries run in a window of `concurrency`: each one that finishes frees its slot for
-    /// the next due one at once (and new events are fanned out then, or when the worker is
-    /// woken), so a receiver that is slow to answer holds its own slots, not the whole worker;
-    /// and it holds at most `per_endpoint` of them.
+    /// Deliveries run in a window of `concurrency`, at most `per_endpoint` of one endpoint. The
+    /// window is filled again (new events fanned out, due deliveries claimed) when the worker is
+    /// woken by a new event, or when enough slots are free: half the window, or what one
+    /// endpoint at its bound leaves free if that is less. So a receiver slow to answer holds
+    /// only its own slots, and a busy worker claims in batches, not once per delivery. A
+    /// delivery whose lease lapses while it is in flight (its `finish` stalled past the lease)
+    /// may be claimed and sent again meanwhile; the owner fence keeps one record.
+    ///
     /// A store error stops the claiming; the deliveries in flight finish (they hold leases and
-    /// must record their attempts) before the tick returns the error.
+    /// must record their attempts) before the tick returns the error. If the tick itself is
+    /// dropped (shutdown, restart), its deliveries are detached, not aborted: they still get
+    /// their answers and record them, so a restart does not make them be sent again.
     pub async fn webhook_tick(
         self: &Arc<Self>,
         sender: &Arc<dyn WebhookSender>,
@@ -103,23 +128,24 @@ impl Broker {
     ) -> Result<WebhookTickReport, BrokerError> {
         let mut report = WebhookTickReport::default();
         let window = settings.concurrency.max(1);
-        let mut in_flight = tokio::task::JoinSet::new();
+        let refill_at = refill_at(window, settings.per_endpoint);
+        let mut in_flight = InFlight(tokio::task::JoinSet::new());
         let mut failure = None;
-        // Each pass fills the window, then waits for a delivery to finish or the worker to be
-        // woken by a new event: either may make more due.
+        let mut fill = true;
         loop {
-            if failure.is_none()
+            if fill
+                && failure.is_none()
                 && let Err(error) = self
-                    .fill_window(&mut in_flight, window, sender, settings, &mut report)
+                    .fill_window(&mut in_flight.0, window, sender, settings, &mut report)
                     .await
             {
                 failure = Some(error);
             }
-            if in_flight.is_empty() {
+            if in_flight.0.is_empty() {
                 break;
             }
             tokio::select! {
-                Some(joined) = in_flight.join_next() => {
+                Some(joined) = in_flight.0.join_next() => {
                     match joined {
                         Ok(Ok(Attempted::Delivered)) => report.delivered += 1,
                         Ok(Ok(Attempted::Retried)) => report.retried += 1,
@@ -127,10 +153,13 @@ impl Broker {
                         Ok(Err(error)) => {
                             tracing::warn!(%error, "recording a webhook attempt failed; its lease lapses and it is sent again");
                         }
-                        Err(_) => {}
+                        Err(error) => {
+                            tracing::error!(%error, "a webhook delivery task failed; its lease lapses and it is sent again");
+                        }
                     }
+                    fill = window - in_flight.0.len() >= refill_at;
                 }
-                () = self.webhook_wake.notified() => {}
+                () = self.webhook_wake.notified(), if failure.is_none() => fill = true,
             }
         }
         match failure {
@@ -318,6 +347,33 @@ impl Broker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_window_refills_in_batches_yet_never_waits_on_one_hung_endpoint() {
+        assert_eq!(refill_at(8, 4), 4, "the defaults: half the window");
+        assert_eq!(refill_at(4, 2), 2);
+        assert_eq!(
+            refill_at(8, 6),
+            2,
+            "what a hung endpoint at its bound leaves"
+        );
+        assert_eq!(
+            refill_at(3, 4),
+            1,
+            "a bound above the window: every free slot"
+        );
+        assert_eq!(refill_at(1, 1), 1);
+        for window in 1..=64 {
+            for per_endpoint in 1..=70u32 {
+                let refill = refill_at(window, per_endpoint);
+                assert!(refill >= 1 && refill <= window.div_ceil(2).max(1));
+                let held = (per_endpoint as usize).min(window);
+                if held < window {
+                    assert!(window - held >= refill, "{window}, {per_endpoint}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn retry_delays_double_from_the_base_and_stop_at_the_cap() {

@@ -608,6 +608,40 @@ async fn a_failed_claim_lets_the_deliveries_in_flight_finish_and_the_next_tick_s
     app.finish().await;
 }
 
+/// A tick dropped while a delivery waits for its answer (the worker stopped at shutdown or
+/// restart) leaves that delivery running: it gets its answer and records it, and is not sent
+/// again when its lease would have lapsed.
+#[tokio::test]
+async fn a_cancelled_tick_lets_its_deliveries_finish_and_record_their_answers() {
+    let mut app = start_app().await;
+    app.restart_with(|config| config.webhooks.enabled = false)
+        .await;
+    let mut receiver = Receiver::start().await;
+    receiver.hold();
+    create_endpoint(
+        &app,
+        json!({ "url": receiver.url, "events": ["connection.created"] }),
+    )
+    .await;
+    let org = app.org(LoginKind::Production).await;
+    app.connect_ok(&org).await;
+    let event_id = event_ids(&app, org.id(), "connection.created").await[0];
+    let broker = app.broker().clone();
+    let sender: Arc<dyn WebhookSender> =
+        Arc::new(HttpWebhookSender::new(Duration::from_secs(300)).unwrap());
+    let settings = forcelink::webhooks::settings(&WebhooksConfig::default());
+    let tick = tokio::spawn(async move { broker.webhook_tick(&sender, &settings).await });
+    receiver.wait_for(1).await;
+
+    tick.abort();
+    assert!(tick.await.unwrap_err().is_cancelled());
+    receiver.answer();
+    let delivered = delivery_when(&app, event_id, |d| d["state"] == "delivered").await;
+    assert_eq!(delivered["attempts"], 1);
+    assert_eq!(receiver.requests().len(), 1);
+    app.finish().await;
+}
+
 #[tokio::test]
 async fn an_event_queued_before_a_restart_is_delivered_after_it() {
     queued_before_a_restart_is_delivered_after_it(Backend::Sqlite).await;
