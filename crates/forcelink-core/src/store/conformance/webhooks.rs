@@ -42,6 +42,23 @@ fn attempt(second: i64, status: Option<u16>, next: DeliveryNext) -> AttemptWrite
     }
 }
 
+/// Records a `connection.created` event at each second of `seconds`; returns their ids.
+async fn created_events(
+    store: &Arc<dyn Store>,
+    seconds: std::ops::RangeInclusive<i64>,
+) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for second in seconds {
+        ids.push(
+            store
+                .record_event(&event("connection.created", second))
+                .await
+                .unwrap(),
+        );
+    }
+    ids
+}
+
 async fn enqueue_all(store: &Arc<dyn Store>, second: i64) -> u64 {
     let mut total = 0;
     loop {
@@ -309,15 +326,7 @@ pub(super) async fn due_deliveries_are_claimed_exclusively_and_attempts_are_owne
         ))
         .await
         .unwrap();
-    let mut events = Vec::new();
-    for second in 1..=6 {
-        events.push(
-            store
-                .record_event(&event("connection.created", second))
-                .await
-                .unwrap(),
-        );
-    }
+    let events = created_events(&store, 1..=6).await;
     assert_eq!(enqueue_all(&store, 10).await, 6);
     assert!(
         store
@@ -522,12 +531,7 @@ pub(super) async fn webhook_backlog_counts_pending_and_failed_per_endpoint(store
             .unwrap();
     }
     assert_eq!(store.webhook_backlog().await.unwrap(), vec![]);
-    for second in 1..=3 {
-        store
-            .record_event(&event("connection.created", second))
-            .await
-            .unwrap();
-    }
+    created_events(&store, 1..=3).await;
     assert_eq!(enqueue_all(&store, 10).await, 6);
     store
         .record_event(&event("connection.created", 11))
@@ -605,15 +609,7 @@ pub(super) async fn claims_lease_at_most_per_endpoint_deliveries_of_one_endpoint
             .await
             .unwrap();
     }
-    let mut events = Vec::new();
-    for second in 1..=3 {
-        events.push(
-            store
-                .record_event(&event("connection.created", second))
-                .await
-                .unwrap(),
-        );
-    }
+    let events = created_events(&store, 1..=3).await;
     assert_eq!(enqueue_all(&store, 10).await, 6);
     let taken = |claimed: &[crate::store::ClaimedDelivery]| {
         let mut taken: Vec<(String, i64)> = claimed
