@@ -18,11 +18,12 @@ mod pending;
 mod rotation;
 mod rows;
 mod sealed;
+mod webhook_deliveries;
 mod webhooks;
 
 /// The webhook backlog's statement, for the plan test in `tests/it` (not an API).
 #[doc(hidden)]
-pub use webhooks::BACKLOG as WEBHOOK_BACKLOG_SQL;
+pub use webhook_deliveries::BACKLOG as WEBHOOK_BACKLOG_SQL;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

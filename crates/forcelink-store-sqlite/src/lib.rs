@@ -18,6 +18,7 @@ mod pending;
 mod rotation;
 mod rows;
 mod sealed;
+mod webhook_deliveries;
 mod webhooks;
 
 use std::path::Path;

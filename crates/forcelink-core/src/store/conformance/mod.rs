@@ -20,6 +20,7 @@ mod pending;
 mod rotation;
 mod sealed;
 mod state;
+mod webhook_deliveries;
 mod webhooks;
 
 use std::future::Future;
@@ -41,6 +42,7 @@ use pending::*;
 use rotation::*;
 use sealed::*;
 use state::*;
+use webhook_deliveries::*;
 use webhooks::*;
 
 /// A boxed check future.
