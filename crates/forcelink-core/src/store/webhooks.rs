@@ -89,8 +89,8 @@ pub struct WebhookBacklog {
 }
 
 impl WebhookBacklog {
-    /// Joins the two reads a store makes, pending rows `(endpoint, count, oldest queued)` and
-    /// failed rows `(endpoint, count)`, into one backlog per endpoint, by endpoint id.
+    /// Joins a store's backlog counts, pending `(endpoint, count, oldest queued)` and failed
+    /// `(endpoint, count)`, into one backlog per endpoint, by endpoint id.
     pub fn merge(
         pending: Vec<(String, u64, DateTime<Utc>)>,
         failed: Vec<(String, u64)>,

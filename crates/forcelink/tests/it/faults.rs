@@ -58,10 +58,6 @@ impl FaultyStore {
         *self.webhook_claim_failed.lock().unwrap()
     }
 
-    fn claim_fails(&self) -> bool {
-        fails_now(&self.claims_to_pass)
-    }
-
     fn webhook_claim_fails(&self) -> bool {
         let fails = fails_now(&self.webhook_claims_to_pass);
         if fails {
@@ -235,7 +231,7 @@ impl Store for FaultyStore {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Connection>, StoreError> {
-        if self.claim_fails() {
+        if fails_now(&self.claims_to_pass) {
             return Err(StoreError::Unavailable(INJECTED.into()));
         }
         self.inner
