@@ -532,22 +532,32 @@ async fn a_slow_receiver_does_not_hold_up_another_endpoint() {
     app.finish().await;
 }
 
-/// A delivery claim that fails while deliveries are in flight stops the claiming, but the tick
-/// returns its error only after those deliveries are answered and recorded (they hold leases);
-/// the next tick sends what the failed claim did not take.
-#[tokio::test]
-async fn a_failed_claim_lets_the_deliveries_in_flight_finish_and_the_next_tick_sends_the_rest() {
+/// An app whose webhook worker is off (the test runs ticks itself), an endpoint for
+/// `connection.created` at a receiver that holds every request until told to answer, and a
+/// sender for the test's own ticks.
+async fn worker_off_with_a_held_receiver() -> (TestApp, Receiver, Arc<dyn WebhookSender>) {
     let mut app = start_app().await;
     app.restart_with(|config| config.webhooks.enabled = false)
         .await;
-    let mut receiver = Receiver::start().await;
+    let receiver = Receiver::start().await;
     receiver.hold();
-    let only_created = || Some(vec!["connection.created".to_string()]);
     create_endpoint(
         &app,
         json!({ "url": receiver.url, "events": ["connection.created"] }),
     )
     .await;
+    let sender: Arc<dyn WebhookSender> =
+        Arc::new(HttpWebhookSender::new(Duration::from_secs(300)).unwrap());
+    (app, receiver, sender)
+}
+
+/// A delivery claim that fails while deliveries are in flight stops the claiming, but the tick
+/// returns its error only after those deliveries are answered and recorded (they hold leases);
+/// the next tick sends what the failed claim did not take.
+#[tokio::test]
+async fn a_failed_claim_lets_the_deliveries_in_flight_finish_and_the_next_tick_sends_the_rest() {
+    let (mut app, mut receiver, sender) = worker_off_with_a_held_receiver().await;
+    let only_created = || Some(vec!["connection.created".to_string()]);
     for _ in 0..2 {
         let org = app.org(LoginKind::Production).await;
         app.connect_ok(&org).await;
@@ -555,8 +565,6 @@ async fn a_failed_claim_lets_the_deliveries_in_flight_finish_and_the_next_tick_s
     let faulty = Arc::new(FaultyStore::new(app.broker().store().clone()));
     faulty.fail_webhook_claim_after(1);
     let broker = Arc::new(app.broker().on_store(faulty.clone()));
-    let sender: Arc<dyn WebhookSender> =
-        Arc::new(HttpWebhookSender::new(Duration::from_secs(300)).unwrap());
     let settings = WebhookSettings {
         concurrency: 3,
         ..forcelink::webhooks::settings(&WebhooksConfig::default())
@@ -613,22 +621,11 @@ async fn a_failed_claim_lets_the_deliveries_in_flight_finish_and_the_next_tick_s
 /// again when its lease would have lapsed.
 #[tokio::test]
 async fn a_cancelled_tick_lets_its_deliveries_finish_and_record_their_answers() {
-    let mut app = start_app().await;
-    app.restart_with(|config| config.webhooks.enabled = false)
-        .await;
-    let mut receiver = Receiver::start().await;
-    receiver.hold();
-    create_endpoint(
-        &app,
-        json!({ "url": receiver.url, "events": ["connection.created"] }),
-    )
-    .await;
+    let (mut app, mut receiver, sender) = worker_off_with_a_held_receiver().await;
     let org = app.org(LoginKind::Production).await;
     app.connect_ok(&org).await;
     let event_id = event_ids(&app, org.id(), "connection.created").await[0];
     let broker = app.broker().clone();
-    let sender: Arc<dyn WebhookSender> =
-        Arc::new(HttpWebhookSender::new(Duration::from_secs(300)).unwrap());
     let settings = forcelink::webhooks::settings(&WebhooksConfig::default());
     let tick = tokio::spawn(async move { broker.webhook_tick(&sender, &settings).await });
     receiver.wait_for(1).await;
