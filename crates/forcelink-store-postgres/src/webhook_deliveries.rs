@@ -106,6 +106,11 @@ pub(crate) async fn enqueue(
     Ok(report)
 }
 
+/// The advisory lock webhook claims take turns on (`pg_advisory_xact_lock`): a fixed key (the
+/// ASCII of "fl_whclm"), which no other lock of ours uses (the migrator's is derived from the
+/// database name).
+pub const WEBHOOK_CLAIM_LOCK: i64 = 0x666c_5f77_6863_6c6d;
+
 pub(crate) async fn claim(
     pool: &PgPool,
     owner: &str,
@@ -114,10 +119,23 @@ pub(crate) async fn claim(
     limit: u32,
     per_endpoint: u32,
 ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+    // Claims take turns (a transaction-scoped advisory lock): the statement's snapshot is taken
+    // once the lock is granted, so it counts every lease an earlier claim committed, and racing
+    // instances together stay within the bound. A claim is one short statement, so the wait is
+    // short; `finish` and the fan-out do not take the lock.
+    let mut transaction = pool
+        .begin()
+        .await
+        .map_err(unavailable("claim_webhook_deliveries begin"))?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(WEBHOOK_CLAIM_LOCK)
+        .execute(&mut *transaction)
+        .await
+        .map_err(unavailable("claim_webhook_deliveries lock"))?;
     // `busy`: each endpoint's deliveries under an unexpired lease; `due`: the claimable ones,
     // numbered per endpoint in claim order. Both read only pending rows (partial indexes).
     // A window function cannot share a SELECT with FOR UPDATE, so the rows within the bound
-    // are locked (skipping any another claimer holds) in a SELECT of their own, which checks
+    // are locked (skipping any row `finish` is updating) in a SELECT of their own, which checks
     // again that each is still free.
     let claimed = sqlx::query(
         "WITH busy AS (SELECT endpoint_id, COUNT(*) AS leased FROM webhook_deliveries \
@@ -140,9 +158,13 @@ pub(crate) async fn claim(
     .bind(lease_until)
     .bind(i64::from(limit))
     .bind(i64::from(per_endpoint))
-    .execute(pool)
+    .execute(&mut *transaction)
     .await
     .map_err(unavailable("claim_webhook_deliveries"))?;
+    transaction
+        .commit()
+        .await
+        .map_err(unavailable("claim_webhook_deliveries commit"))?;
     if claimed.rows_affected() == 0 {
         return Ok(Vec::new());
     }

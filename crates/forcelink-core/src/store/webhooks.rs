@@ -264,8 +264,8 @@ pub trait WebhookStore: Send + Sync {
     ///
     /// No endpoint is given deliveries that would leave more than `per_endpoint` of its
     /// deliveries under an unexpired lease (held by any claimer), so one slow receiver cannot
-    /// take every slot. Claims that race on a shared database each count the leases committed
-    /// before them, so together they may pass the bound by what they took at the same time.
+    /// take every slot. Claims on a shared database take turns, each counting the leases of the
+    /// claims before it, so instances claiming at once stay within the bound together.
     async fn claim_webhook_deliveries(
         &self,
         owner: &str,

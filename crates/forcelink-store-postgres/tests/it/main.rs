@@ -10,3 +10,4 @@ mod conformance;
 mod database;
 mod heartbeat;
 mod postgres_only;
+mod webhooks;

@@ -121,6 +121,7 @@ pub fn checks() -> Vec<Check> {
         check!(due_deliveries_are_claimed_exclusively_and_attempts_are_owner_checked),
         check!(webhook_backlog_counts_pending_and_failed_per_endpoint),
         check!(claims_lease_at_most_per_endpoint_deliveries_of_one_endpoint),
+        check!(racing_claims_together_stay_within_the_per_endpoint_bound),
     ]
 }
 

@@ -372,3 +372,70 @@ pub(super) async fn claims_lease_at_most_per_endpoint_deliveries_of_one_endpoint
         ]
     );
 }
+
+/// Claimers racing on one endpoint (instances sharing a database) together never pass its
+/// bound: in each of six rounds, eight claims at once lease exactly `per_endpoint` deliveries,
+/// none twice; then those are answered and the next round races for the rest.
+pub(super) async fn racing_claims_together_stay_within_the_per_endpoint_bound(
+    store: Arc<dyn Store>,
+) {
+    const BOUND: usize = 4;
+    let ring = ring();
+    store
+        .save_webhook_endpoint(&endpoint(
+            &ring,
+            "whe_a",
+            "https://a.example/hook",
+            &["connection.created"],
+            0,
+        ))
+        .await
+        .unwrap();
+    let events = created_events(&store, 1..=24).await;
+    assert_eq!(enqueue_all(&store, 10).await, 24);
+    for round in 0..6i64 {
+        let now = 10 + round;
+        let mut tasks = Vec::new();
+        for index in 0..8 {
+            let store = Arc::clone(&store);
+            let owner = format!("round-{round}-claimer-{index}");
+            tasks.push(tokio::spawn(async move {
+                let claimed = store
+                    .claim_webhook_deliveries(&owner, at(now), at(1000), 10, BOUND as u32)
+                    .await
+                    .unwrap();
+                (owner, claimed)
+            }));
+        }
+        let mut leased = Vec::new();
+        for task in tasks {
+            let (owner, claimed) = task.await.unwrap();
+            leased.extend(claimed.into_iter().map(|claimed| (owner.clone(), claimed)));
+        }
+        assert_eq!(
+            leased.len(),
+            BOUND,
+            "round {round}: racing claims leased {} deliveries of one endpoint",
+            leased.len()
+        );
+        let mut taken: Vec<i64> = leased.iter().map(|(_, claimed)| claimed.event.id).collect();
+        taken.sort_unstable();
+        let oldest = &events[round as usize * BOUND..(round as usize + 1) * BOUND];
+        assert_eq!(
+            taken, oldest,
+            "round {round}: the oldest undelivered, each once"
+        );
+        for (owner, claimed) in leased {
+            assert!(
+                store
+                    .finish_webhook_attempt(
+                        &claimed.id,
+                        &owner,
+                        &attempt(now, Some(204), DeliveryNext::Delivered)
+                    )
+                    .await
+                    .unwrap()
+            );
+        }
+    }
+}
