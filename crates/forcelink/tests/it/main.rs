@@ -17,4 +17,5 @@ mod proxy;
 mod refresh;
 mod rotation;
 mod tidy;
+mod webhook_instances;
 mod webhooks;

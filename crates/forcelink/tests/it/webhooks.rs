@@ -24,15 +24,15 @@ use crate::harness::{Backend, LoginKind, Options, TestApp, pg_server_url};
 
 /// A request the receiver got.
 #[derive(Debug, Clone)]
-struct Received {
-    id: String,
+pub(crate) struct Received {
+    pub(crate) id: String,
     timestamp: String,
     signature: String,
     body: String,
 }
 
 impl Received {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap()
     }
     fn kind(&self) -> String {
@@ -45,13 +45,16 @@ struct Inbox {
     requests: Mutex<Vec<Received>>,
     /// Answer 500 to this many more requests.
     failures_left: Mutex<u32>,
-    /// Whether requests are answered; while false, each one waits (after it is recorded).
-    open: tokio::sync::watch::Sender<bool>,
+    /// Requests are answered up to this one (1 for the first to arrive); each later one waits,
+    /// after it is recorded.
+    answer_upto: tokio::sync::watch::Sender<usize>,
+    /// Requests arrived and not yet answered, and the most there ever were at once.
+    in_flight: Mutex<(usize, usize)>,
 }
 
 #[derive(Debug, Clone)]
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     inbox: Arc<Inbox>,
     arrived: tokio::sync::watch::Receiver<usize>,
 }
@@ -76,6 +79,9 @@ async fn record(
             signature: header("webhook-signature"),
             body,
         });
+        let mut in_flight = inbox.in_flight.lock().unwrap();
+        in_flight.0 += 1;
+        in_flight.1 = in_flight.1.max(in_flight.0);
         requests.len()
     };
     let fail = {
@@ -85,7 +91,13 @@ async fn record(
         fail
     };
     arrived.send_replace(count);
-    let _ = inbox.open.subscribe().wait_for(|open| *open).await;
+    let _ = inbox
+        .answer_upto
+        .subscribe()
+        .wait_for(|upto| count <= *upto)
+        .await;
+    // Counted out before the answer leaves, so before the sender can free its slot.
+    inbox.in_flight.lock().unwrap().0 -= 1;
     if fail {
         StatusCode::INTERNAL_SERVER_ERROR
     } else {
@@ -94,11 +106,12 @@ async fn record(
 }
 
 impl Receiver {
-    async fn start() -> Receiver {
+    pub(crate) async fn start() -> Receiver {
         let inbox = Arc::new(Inbox {
             requests: Mutex::default(),
             failures_left: Mutex::default(),
-            open: tokio::sync::watch::Sender::new(true),
+            answer_upto: tokio::sync::watch::Sender::new(usize::MAX),
+            in_flight: Mutex::default(),
         });
         let (sender, arrived) = tokio::sync::watch::channel(0);
         let router = axum::Router::new()
@@ -118,22 +131,36 @@ impl Receiver {
         *self.inbox.failures_left.lock().unwrap() = times;
     }
 
-    /// Requests from now on wait for `answer` before they are answered.
-    fn hold(&self) {
-        self.inbox.open.send_replace(false);
+    /// Requests from now on wait for `answer` (or `answer_arrived`) before they are answered.
+    pub(crate) fn hold(&self) {
+        let arrived = self.inbox.requests.lock().unwrap().len();
+        self.inbox.answer_upto.send_replace(arrived);
     }
 
     /// Answers every waiting request, and the ones after it at once.
     fn answer(&self) {
-        self.inbox.open.send_replace(true);
+        self.inbox.answer_upto.send_replace(usize::MAX);
     }
 
-    fn requests(&self) -> Vec<Received> {
+    /// Answers the requests that have arrived and holds the ones after them; returns how many
+    /// have arrived.
+    pub(crate) fn answer_arrived(&self) -> usize {
+        let requests = self.inbox.requests.lock().unwrap();
+        self.inbox.answer_upto.send_replace(requests.len());
+        requests.len()
+    }
+
+    /// The most requests that were ever waiting for their answer at once.
+    pub(crate) fn most_in_flight(&self) -> usize {
+        self.inbox.in_flight.lock().unwrap().1
+    }
+
+    pub(crate) fn requests(&self) -> Vec<Received> {
         self.inbox.requests.lock().unwrap().clone()
     }
 
     /// Waits (30 s at most) until at least `count` requests have arrived.
-    async fn wait_for(&mut self, count: usize) -> Vec<Received> {
+    pub(crate) async fn wait_for(&mut self, count: usize) -> Vec<Received> {
         let arrived = tokio::time::timeout(
             Duration::from_secs(30),
             self.arrived.wait_for(|seen| *seen >= count),
@@ -172,7 +199,13 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
 }
 
 /// The receiver's check, as docs/webhooks.md tells a receiver to do it.
-fn verifies(secret: &str, id: &str, timestamp: &str, body: &str, signature_header: &str) -> bool {
+pub(crate) fn verifies(
+    secret: &str,
+    id: &str,
+    timestamp: &str,
+    body: &str,
+    signature_header: &str,
+) -> bool {
     let key = STANDARD
         .decode(secret.strip_prefix("whsec_").expect("whsec_ prefix"))
         .unwrap();
@@ -195,7 +228,7 @@ async fn start_app() -> TestApp {
     start_app_on(Backend::Sqlite).await
 }
 
-async fn start_app_on(backend: Backend) -> TestApp {
+pub(crate) async fn start_app_on(backend: Backend) -> TestApp {
     let mut app = TestApp::start(Options {
         backend,
         ..Options::default()
@@ -213,7 +246,7 @@ async fn start_app_on(backend: Backend) -> TestApp {
 /// Past any retry scheduled with the settings of `start_app` (600 s × at most 1.25).
 const PAST_RETRY: u64 = 800;
 
-async fn create_endpoint(app: &TestApp, body: Value) -> Value {
+pub(crate) async fn create_endpoint(app: &TestApp, body: Value) -> Value {
     let (status, created) = app
         .api(Method::POST, "/v1/webhooks/endpoints", Some(body))
         .await;
@@ -221,7 +254,7 @@ async fn create_endpoint(app: &TestApp, body: Value) -> Value {
     created
 }
 
-async fn deliveries(app: &TestApp, query: &str) -> Vec<Value> {
+pub(crate) async fn deliveries(app: &TestApp, query: &str) -> Vec<Value> {
     let (status, body) = app
         .api(
             Method::GET,
