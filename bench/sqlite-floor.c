@@ -19,7 +19,7 @@
  *     sqlite-floor N G ROUNDS DIR [lineage]
  *
  * FLOOR_SQL (e.g. "PRAGMA cache_size = -262144;" or "DROP INDEX …;") runs after forcelink's
- * pragmas and the schema, to try other settings.
+ * pragmas and the schema, to try other settings; FLOOR_PRE_SQL runs before them.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -109,6 +109,9 @@ int main(int argc, char **argv) {
     char path[4096];
     snprintf(path, sizeof path, "%s/floor-%d.db", argv[4], (int)getpid());
     check(sqlite3_open(path, &db), "open");
+    /* FLOOR_PRE_SQL: statements run before anything else (say "PRAGMA page_size = 1024;",
+     * which must precede the first table and the switch to WAL). */
+    if (getenv("FLOOR_PRE_SQL")) exec(getenv("FLOOR_PRE_SQL"));
     exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA temp_store = memory;"
          "PRAGMA wal_autocheckpoint = 16384; PRAGMA cache_size = -65536;");
     /* The columns of `connections` after migration 0008, its unique keys and the two

@@ -8,6 +8,7 @@
 #   bench/sqlite-floor.sh                        # N=100000, G=64, 2 rounds, in $TMPDIR
 #   N=10000 G=128 ROUNDS=3 DIR=/dev/shm bench/sqlite-floor.sh
 #   FLOOR_SQL="DROP INDEX refresh_attempts_by_connection;" bench/sqlite-floor.sh  # other settings
+#   FLOOR_PRE_SQL="PRAGMA page_size = 2048;" bench/sqlite-floor.sh  # before the first table
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${N:-100000}"
