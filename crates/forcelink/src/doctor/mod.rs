@@ -5,6 +5,7 @@
 //! egress; they change nothing.
 
 mod checks;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -105,6 +106,7 @@ pub async fn run(config: &Config, clock: Arc<dyn Clock>) -> Vec<Finding> {
     findings.push(checks::ip_blocks(&broker, &connections).await);
     findings.push(checks::at_risk(config, clock.now(), &connections));
     findings.push(checks::incidents(&broker).await);
+    findings.push(webhooks::webhooks(config, &broker, clock.now()).await);
     findings
 }
 

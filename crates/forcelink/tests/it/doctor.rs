@@ -49,6 +49,7 @@ async fn a_healthy_setup_passes_every_check_and_exits_zero() {
         "ip_allow_list",
         "at_risk",
         "incidents",
+        "webhooks",
     ] {
         status(&findings, check);
     }
@@ -191,4 +192,117 @@ async fn an_app_incident_fails() {
     assert_eq!(app.token(org.id()).await.0, 502);
     let findings = examine(&app.config).await;
     assert_eq!(status(&findings, "incidents"), Status::Fail);
+}
+
+/// The doctor as of `minutes` after the app's own clock (which tests may have moved).
+async fn examine_later(app: &TestApp, config: &Config, minutes: i64) -> Finding {
+    use forcelink_core::Clock;
+    let clock = Arc::new(OffsetClock::default());
+    clock.advance(
+        app.clock.now() - forcelink_core::SystemClock.now() + chrono::Duration::minutes(minutes),
+    );
+    doctor::run(config, clock)
+        .await
+        .into_iter()
+        .find(|f| f.check == "webhooks")
+        .unwrap()
+}
+
+/// Polls the delivery log (deadline 30 s) until the only delivery satisfies `done`.
+async fn delivery_when(app: &TestApp, done: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, body) = app
+            .api(reqwest::Method::GET, "/v1/webhooks/deliveries", None)
+            .await;
+        if body["deliveries"].as_array().unwrap().iter().any(&done) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        tokio::task::yield_now().await;
+    }
+}
+
+/// No worker anywhere: an event left unqueued past five minutes fails, and the fix names
+/// `webhooks.enabled`. A receiver answering 503: behind after five minutes (warn, with the
+/// error), down after an hour (fail); once out of attempts, the missed event is a warning.
+#[tokio::test]
+async fn webhook_check_finds_no_worker_a_receiver_down_and_missed_events() {
+    let (mut app, _) = connected_app().await;
+    let refusing = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(|| async { axum::http::StatusCode::SERVICE_UNAVAILABLE }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, refusing).await });
+    app.restart_with(|c| {
+        c.webhooks.enabled = false;
+        c.webhooks.poll_interval_ms = 20;
+        c.webhooks.backoff_base_seconds = 600;
+        c.webhooks.backoff_max_seconds = 600;
+        c.webhooks.max_attempts = 2;
+    })
+    .await;
+    let (created, body) = app
+        .api(
+            reqwest::Method::POST,
+            "/v1/webhooks/endpoints",
+            Some(serde_json::json!({ "url": hook })),
+        )
+        .await;
+    assert_eq!(created, 201, "{body}");
+    let endpoint = body["id"].as_str().unwrap().to_string();
+    assert_eq!(examine_later(&app, &app.config, 0).await.status, Status::Ok);
+    let second = app.org(LoginKind::Production).await;
+    app.connect_ok(&second).await;
+
+    let fresh = examine_later(&app, &app.config, 0).await;
+    assert_eq!(fresh.status, Status::Ok, "{fresh:?}");
+    let unqueued = examine_later(&app, &app.config, 10).await;
+    assert_eq!(unqueued.status, Status::Fail, "{unqueued:?}");
+    assert!(unqueued.summary.contains("not yet queued"), "{unqueued:?}");
+    assert!(unqueued.summary.contains(&endpoint), "{unqueued:?}");
+    assert!(unqueued.summary.contains("127.0.0.1"), "{unqueued:?}");
+    assert!(
+        !unqueued.summary.contains("/hook"),
+        "only the host: {unqueued:?}"
+    );
+    assert!(
+        unqueued
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("webhooks.enabled = true"),
+        "{unqueued:?}"
+    );
+
+    app.restart_with(|c| c.webhooks.enabled = true).await;
+    delivery_when(&app, |d| d["attempts"] == 1 && d["state"] == "pending").await;
+    assert_eq!(examine_later(&app, &app.config, 0).await.status, Status::Ok);
+    let behind = examine_later(&app, &app.config, 10).await;
+    assert_eq!(behind.status, Status::Warn, "{behind:?}");
+    assert!(behind.summary.contains("1 delivery pending"), "{behind:?}");
+    assert!(behind.summary.contains("HTTP 503"), "{behind:?}");
+    let down = examine_later(&app, &app.config, 180).await;
+    assert_eq!(down.status, Status::Fail, "{down:?}");
+    assert!(down.summary.contains("the oldest for 3 hours"), "{down:?}");
+
+    app.advance(800);
+    delivery_when(&app, |d| d["state"] == "failed").await;
+    let missed = examine_later(&app, &app.config, 0).await;
+    assert_eq!(missed.status, Status::Warn, "{missed:?}");
+    assert!(
+        missed.summary.contains("1 delivery failed for good"),
+        "{missed:?}"
+    );
+    assert!(
+        missed
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains(&format!("endpoint_id={endpoint}")),
+        "{missed:?}"
+    );
+    app.finish().await;
 }
