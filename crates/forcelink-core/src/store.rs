@@ -29,8 +29,8 @@ pub use cursor::SealedCursor;
 pub use group::{BeginWrite, CommitWrite, RotationWrite, RotationWritten};
 pub use webhooks::{
     AttemptWrite, ClaimedDelivery, DeliveryAttempt, DeliveryFilter, DeliveryNext, DeliveryState,
-    EndpointSource, EndpointWrite, Enqueued, WebhookBacklog, WebhookDelivery, WebhookEndpoint,
-    WebhookStore,
+    EndpointSource, EndpointWrite, Enqueued, RetryTarget, WebhookBacklog, WebhookDelivery,
+    WebhookEndpoint, WebhookStore,
 };
 
 /// A storage failure, named after what the caller can do about it.

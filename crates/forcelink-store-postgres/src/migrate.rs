@@ -67,6 +67,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/0008_webhook_backlog.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            9,
+            Cow::Borrowed("webhook_retry"),
+            MigrationType::Simple,
+            include_str!("../migrations/0009_webhook_retry.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -12,7 +12,7 @@
 use chrono::{DateTime, Utc};
 use forcelink_core::store::{
     AttemptWrite, ClaimedDelivery, DeliveryAttempt, DeliveryFilter, DeliveryNext, DeliveryState,
-    Enqueued, WebhookBacklog, WebhookDelivery,
+    Enqueued, RetryTarget, WebhookBacklog, WebhookDelivery,
 };
 use forcelink_core::{Event, OrgId, Sealed, StoreError};
 use sqlx::PgPool;
@@ -170,7 +170,7 @@ pub(crate) async fn claim(
     }
     // The owner is unique to this claim, so it names exactly the rows just leased.
     let found = sqlx::query(
-        "SELECT d.id AS delivery_id, d.endpoint_id, d.attempts, w.url, w.secret, \
+        "SELECT d.id AS delivery_id, d.endpoint_id, d.attempts, d.retry_base, w.url, w.secret, \
          e.id AS event_id, e.at, e.kind, e.org_id, e.context, e.detail \
          FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id \
          JOIN events e ON e.id = d.event_id \
@@ -207,6 +207,7 @@ fn claimed_delivery(row: &PgRow) -> Result<ClaimedDelivery, StoreError> {
             detail: rows::get(row, "detail")?,
         },
         attempts: count(row, "attempts")?,
+        retry_base: count(row, "retry_base")?,
     })
 }
 
@@ -279,6 +280,44 @@ const FILTERED: &str = "SELECT id FROM webhook_deliveries \
      WHERE ($1::text IS NULL OR endpoint_id = $1) AND ($2::text IS NULL OR event_kind = $2) \
      AND ($3::bigint IS NULL OR event_id = $3) AND ($4::text IS NULL OR state = $4) \
      ORDER BY event_id DESC, endpoint_id LIMIT $5";
+
+/// See `WebhookStore::retry_failed_webhook_deliveries`. One statement per target, so each reads
+/// its own index (the primary key, or the failed rows' partial index by endpoint).
+pub(crate) async fn retry(
+    pool: &PgPool,
+    target: &RetryTarget,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, StoreError> {
+    let (filter, id) = match target {
+        RetryTarget::Delivery(id) => ("id", id),
+        RetryTarget::Endpoint(id) => ("endpoint_id", id),
+    };
+    let statement = format!(
+        "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $2, \
+         retry_base = attempts, lease_owner = NULL, lease_until = NULL, updated_at = $2 \
+         WHERE {filter} = $1 AND state = 'failed' RETURNING id"
+    );
+    sqlx::query_scalar(sqlx::AssertSqlSafe(statement))
+        .bind(id)
+        .bind(now)
+        .fetch_all(pool)
+        .await
+        .map_err(unavailable("retry_failed_webhook_deliveries"))
+}
+
+pub(crate) async fn state(pool: &PgPool, id: &str) -> Result<Option<DeliveryState>, StoreError> {
+    let state: Option<String> =
+        sqlx::query_scalar("SELECT state FROM webhook_deliveries WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+            .map_err(unavailable("webhook_delivery_state"))?;
+    state
+        .map(|text| {
+            DeliveryState::parse(&text).ok_or_else(|| corrupt("state", "unknown delivery state"))
+        })
+        .transpose()
+}
 
 pub(crate) async fn deliveries(
     pool: &PgPool,

@@ -4,15 +4,15 @@
 
 use chrono::{DateTime, Utc};
 use forcelink_core::store::{
-    AttemptWrite, ClaimedDelivery, DeliveryFilter, EndpointSource, EndpointWrite, Enqueued,
-    WebhookBacklog, WebhookDelivery, WebhookEndpoint,
+    AttemptWrite, ClaimedDelivery, DeliveryFilter, DeliveryState, EndpointSource, EndpointWrite,
+    Enqueued, RetryTarget, WebhookBacklog, WebhookDelivery, WebhookEndpoint,
 };
 use forcelink_core::{Sealed, StoreError};
 use sqlx::SqlitePool;
 use sqlx::sqlite::SqliteRow;
 
 use crate::rows::{self, corrupt, micros, unavailable};
-use crate::webhook_deliveries::{backlog, claim, deliveries, enqueue, finish};
+use crate::webhook_deliveries::{backlog, claim, deliveries, enqueue, finish, retry, state};
 
 const ENDPOINT_COLUMNS: &str =
     "id, url, event_kinds, secret, source, created_at, updated_at, cursor";
@@ -164,6 +164,18 @@ impl forcelink_core::WebhookStore for crate::SqliteStore {
         attempt: &AttemptWrite,
     ) -> Result<bool, StoreError> {
         finish(self.pool(), delivery_id, owner, attempt).await
+    }
+
+    async fn retry_failed_webhook_deliveries(
+        &self,
+        target: &RetryTarget,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        retry(self.pool(), target, now).await
+    }
+
+    async fn webhook_delivery_state(&self, id: &str) -> Result<Option<DeliveryState>, StoreError> {
+        state(self.pool(), id).await
     }
 
     async fn webhook_deliveries(

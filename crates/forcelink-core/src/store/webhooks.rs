@@ -161,6 +161,18 @@ pub struct ClaimedDelivery {
     pub event: Event,
     /// Attempts made before this one.
     pub attempts: u32,
+    /// Attempts made before an operator last asked for a retry (0 if none): the attempt budget
+    /// and the backoff count from here.
+    pub retry_base: u32,
+}
+
+/// Which failed deliveries an operator retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryTarget {
+    /// One delivery, by its message id.
+    Delivery(String),
+    /// Every failed delivery of an endpoint.
+    Endpoint(String),
 }
 
 /// What happens to a delivery after an attempt.
@@ -282,6 +294,16 @@ pub trait WebhookStore: Send + Sync {
         owner: &str,
         attempt: &AttemptWrite,
     ) -> Result<bool, StoreError>;
+    /// Makes the target's failed deliveries pending again, due at `now`, with a fresh attempt
+    /// budget (`retry_base` = their attempts so far, which stay in the log). Deliveries that
+    /// are not failed are left as they are. Returns the ids made pending.
+    async fn retry_failed_webhook_deliveries(
+        &self,
+        target: &RetryTarget,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError>;
+    /// A delivery's state, if it exists.
+    async fn webhook_delivery_state(&self, id: &str) -> Result<Option<DeliveryState>, StoreError>;
     /// The delivery log, newest event first, with each delivery's attempts.
     async fn webhook_deliveries(
         &self,

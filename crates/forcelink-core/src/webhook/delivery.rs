@@ -262,6 +262,8 @@ impl Broker {
         let elapsed = started.elapsed();
         metrics::histogram!("forcelink_webhook_attempt_seconds").record(elapsed.as_secs_f64());
         let attempts = delivery.attempts + 1;
+        // An operator's retry gives a fresh budget: count from the attempts made before it.
+        let counted = attempts.saturating_sub(delivery.retry_base);
         let (status_code, error, success) = match &outcome {
             SendOutcome::Answered(status) if (200..300).contains(status) => {
                 (Some(*status), None, true)
@@ -271,16 +273,11 @@ impl Broker {
         };
         let next = if success {
             DeliveryNext::Delivered
-        } else if attempts >= settings.max_attempts.max(1) {
+        } else if counted >= settings.max_attempts.max(1) {
             DeliveryNext::Failed
         } else {
             let jitter = rand::random_range(0.75..1.25);
-            let delay = retry_delay(
-                attempts,
-                settings.backoff_base,
-                settings.backoff_max,
-                jitter,
-            );
+            let delay = retry_delay(counted, settings.backoff_base, settings.backoff_max, jitter);
             DeliveryNext::RetryAt(self.clock.now() + delay)
         };
         let attempted = match next {

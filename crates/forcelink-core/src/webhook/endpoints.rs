@@ -1,5 +1,5 @@
-//! Webhook endpoints: validating and creating them (admin API), deleting them, and mirroring
-//! the ones of the config file into the store.
+//! Webhook endpoints: validating and creating them (admin API), deleting them, mirroring the
+//! ones of the config file into the store, and retrying their failed deliveries.
 //!
 //! A secret is sealed under the endpoint's own associated data before it reaches the store;
 //! the plaintext is handed back only once, to the creator of an API endpoint. Bad input is
@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::broker::{Broker, BrokerError};
-use crate::store::{EndpointSource, EndpointWrite, SealedRef, WebhookEndpoint};
+use crate::store::{EndpointSource, EndpointWrite, RetryTarget, SealedRef, WebhookEndpoint};
 use crate::vault::{Sealed, VaultError};
 use crate::webhook::{EVENT_KINDS, WebhookError, WebhookSecret};
 
@@ -136,6 +136,50 @@ impl Broker {
         }
         tracing::info!(endpoint = %id, "webhook endpoint deleted");
         Ok(endpoint)
+    }
+
+    /// Makes one failed delivery pending again, due now, with a fresh attempt budget.
+    pub async fn retry_webhook_delivery(&self, id: &str) -> Result<(), WebhookError> {
+        let retried = self
+            .store
+            .retry_failed_webhook_deliveries(
+                &RetryTarget::Delivery(id.to_string()),
+                self.clock.now(),
+            )
+            .await?;
+        if retried.is_empty() {
+            return Err(match self.store.webhook_delivery_state(id).await? {
+                None => WebhookError::DeliveryNotFound(id.to_string()),
+                Some(state) => WebhookError::NotFailed {
+                    id: id.to_string(),
+                    state: state.as_str(),
+                },
+            });
+        }
+        tracing::info!(delivery = %id, "failed webhook delivery retried");
+        self.webhook_wake.notify_one();
+        Ok(())
+    }
+
+    /// Makes every failed delivery of an endpoint pending again, due now, each with a fresh
+    /// attempt budget. Returns their ids.
+    pub async fn retry_failed_webhook_deliveries(
+        &self,
+        endpoint_id: &str,
+    ) -> Result<Vec<String>, WebhookError> {
+        if self.store.webhook_endpoint(endpoint_id).await?.is_none() {
+            return Err(WebhookError::NotFound(endpoint_id.to_string()));
+        }
+        let retried = self
+            .store
+            .retry_failed_webhook_deliveries(
+                &RetryTarget::Endpoint(endpoint_id.to_string()),
+                self.clock.now(),
+            )
+            .await?;
+        tracing::info!(endpoint = %endpoint_id, retried = retried.len(), "failed webhook deliveries retried");
+        self.webhook_wake.notify_one();
+        Ok(retried)
     }
 
     /// Makes the store's config endpoints exactly `endpoints`: new ones are added (receiving

@@ -69,6 +69,10 @@ pub enum WebhookError {
     NotFound(String),
     #[error("endpoint {0:?} comes from the config file: remove it there")]
     FromConfig(String),
+    #[error("no webhook delivery {0:?}")]
+    DeliveryNotFound(String),
+    #[error("delivery {id:?} is {state}, not failed: only failed deliveries are retried")]
+    NotFailed { id: String, state: &'static str },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

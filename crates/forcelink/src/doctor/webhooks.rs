@@ -109,8 +109,8 @@ pub(super) async fn webhooks(config: &Config, broker: &Broker, now: DateTime<Utc
                 status: Status::Warn,
                 text: format!("{name}: {} failed for good", deliveries(counts.failed)),
                 fix: format!(
-                    "the receiver missed those events: GET /v1/webhooks/deliveries?endpoint_id={}&state=failed lists them",
-                    endpoint.id
+                    "the receiver missed those events (GET /v1/webhooks/deliveries?endpoint_id={id}&state=failed lists them): once it answers, POST /v1/webhooks/endpoints/{id}/retry sends them again",
+                    id = endpoint.id
                 ),
             });
         }

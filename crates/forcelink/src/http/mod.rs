@@ -63,7 +63,15 @@ pub fn router(state: AppState) -> Router {
             "/v1/webhooks/endpoints/{id}",
             axum::routing::delete(webhooks::delete_endpoint),
         )
+        .route(
+            "/v1/webhooks/endpoints/{id}/retry",
+            axum::routing::post(webhooks::retry_endpoint),
+        )
         .route("/v1/webhooks/deliveries", get(webhooks::deliveries))
+        .route(
+            "/v1/webhooks/deliveries/{id}/retry",
+            axum::routing::post(webhooks::retry_delivery),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))

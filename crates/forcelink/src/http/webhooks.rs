@@ -37,6 +37,12 @@ impl From<WebhookError> for ApiError {
             WebhookError::FromConfig(_) => {
                 ApiError::new(StatusCode::CONFLICT, "config_endpoint", message)
             }
+            WebhookError::DeliveryNotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "delivery_not_found", message)
+            }
+            WebhookError::NotFailed { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "delivery_not_failed", message)
+            }
             WebhookError::Store(error) => BrokerError::Store(error).into(),
         }
     }
@@ -259,4 +265,26 @@ pub async fn deliveries(
         .map_err(BrokerError::from)?;
     let views: Vec<DeliveryView> = found.iter().map(DeliveryView::from).collect();
     Ok(Json(json!({ "deliveries": views })))
+}
+
+/// `POST /v1/webhooks/deliveries/{id}/retry`: a failed delivery is sent again, at once, with a
+/// fresh attempt budget.
+pub async fn retry_delivery(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    state.broker.retry_webhook_delivery(&id).await?;
+    Ok(Json(json!({ "retried": [id] })))
+}
+
+/// `POST /v1/webhooks/endpoints/{id}/retry`: every failed delivery of the endpoint is sent
+/// again, at once, each with a fresh attempt budget.
+pub async fn retry_endpoint(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let retried = state.broker.retry_failed_webhook_deliveries(&id).await?;
+    Ok(Json(json!({ "retried": retried })))
 }

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use forcelink_core::store::{
-    AttemptWrite, ClaimedDelivery, DeliveryFilter, EndpointWrite, Enqueued, WebhookBacklog,
-    WebhookDelivery, WebhookEndpoint,
+    AttemptWrite, ClaimedDelivery, DeliveryFilter, DeliveryState, EndpointWrite, Enqueued,
+    RetryTarget, WebhookBacklog, WebhookDelivery, WebhookEndpoint,
 };
 use forcelink_core::{
     AgentKey, AgentKeyStore, CommitOutcome, Connection, ConnectionHealth, ConnectionKey,
@@ -387,6 +387,18 @@ impl WebhookStore for FaultyStore {
         filter: &DeliveryFilter,
     ) -> Result<Vec<WebhookDelivery>, StoreError> {
         self.inner.webhook_deliveries(filter).await
+    }
+    async fn retry_failed_webhook_deliveries(
+        &self,
+        target: &RetryTarget,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        self.inner
+            .retry_failed_webhook_deliveries(target, now)
+            .await
+    }
+    async fn webhook_delivery_state(&self, id: &str) -> Result<Option<DeliveryState>, StoreError> {
+        self.inner.webhook_delivery_state(id).await
     }
     async fn webhook_backlog(&self) -> Result<Vec<WebhookBacklog>, StoreError> {
         self.inner.webhook_backlog().await

@@ -18,4 +18,5 @@ mod refresh;
 mod rotation;
 mod tidy;
 mod webhook_instances;
+mod webhook_retries;
 mod webhooks;

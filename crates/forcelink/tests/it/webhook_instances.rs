@@ -2,6 +2,8 @@
 //! delivery is sent once, by one of them, and one endpoint never has more than
 //! `webhooks.per_endpoint_concurrency` requests in flight across all of them.
 
+use std::time::Duration;
+
 use reqwest::Method;
 use serde_json::json;
 
@@ -63,9 +65,25 @@ async fn shared_by_processes(backend: Backend, instances: usize) {
     // them again from the rest, together never past the bound.
     let mut answered = 0;
     while answered < EVENTS {
-        receiver
-            .wait_for(answered + BOUND.min(EVENTS - answered))
-            .await;
+        let want = answered + BOUND.min(EVENTS - answered);
+        if !receiver.arrived_within(want, Duration::from_secs(60)).await {
+            // Say why: which deliveries are where, and what their attempts met.
+            let log: Vec<String> = deliveries(&app, "limit=1000")
+                .await
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{} {} attempts={} next={} error={}",
+                        d["id"], d["state"], d["attempts"], d["next_attempt_at"], d["last_error"]
+                    )
+                })
+                .collect();
+            panic!(
+                "{} of {want} requests arrived ({answered} answered); the delivery log:\n{}",
+                receiver.requests().len(),
+                log.join("\n")
+            );
+        }
         answered = receiver.answer_arrived();
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

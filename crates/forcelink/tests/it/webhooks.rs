@@ -127,7 +127,7 @@ impl Receiver {
         }
     }
 
-    fn fail_next(&self, times: u32) {
+    pub(crate) fn fail_next(&self, times: u32) {
         *self.inbox.failures_left.lock().unwrap() = times;
     }
 
@@ -157,6 +157,13 @@ impl Receiver {
 
     pub(crate) fn requests(&self) -> Vec<Received> {
         self.inbox.requests.lock().unwrap().clone()
+    }
+
+    /// Whether at least `count` requests arrive within `limit`.
+    pub(crate) async fn arrived_within(&mut self, count: usize, limit: Duration) -> bool {
+        tokio::time::timeout(limit, self.arrived.wait_for(|seen| *seen >= count))
+            .await
+            .is_ok_and(|changed| changed.is_ok())
     }
 
     /// Waits (30 s at most) until at least `count` requests have arrived.
@@ -224,7 +231,7 @@ fn new_secret() -> String {
 }
 
 /// Fast polling and slow, clock-driven retries: a retry happens only when the test moves time.
-async fn start_app() -> TestApp {
+pub(crate) async fn start_app() -> TestApp {
     start_app_on(Backend::Sqlite).await
 }
 
@@ -244,7 +251,7 @@ pub(crate) async fn start_app_on(backend: Backend) -> TestApp {
 }
 
 /// Past any retry scheduled with the settings of `start_app` (600 s × at most 1.25).
-const PAST_RETRY: u64 = 800;
+pub(crate) const PAST_RETRY: u64 = 800;
 
 pub(crate) async fn create_endpoint(app: &TestApp, body: Value) -> Value {
     let (status, created) = app
@@ -267,7 +274,11 @@ pub(crate) async fn deliveries(app: &TestApp, query: &str) -> Vec<Value> {
 }
 
 /// Polls the delivery log (deadline 30 s) until the delivery of `event_id` satisfies `done`.
-async fn delivery_when(app: &TestApp, event_id: i64, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn delivery_when(
+    app: &TestApp,
+    event_id: i64,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let found = deliveries(app, &format!("event_id={event_id}")).await;
@@ -283,7 +294,7 @@ async fn delivery_when(app: &TestApp, event_id: i64, done: impl Fn(&Value) -> bo
 }
 
 /// One endpoint's backlog gauges from `/metrics`: (pending, failed, oldest pending seconds).
-async fn backlog_gauges(app: &TestApp, endpoint_id: &str) -> (f64, f64, f64) {
+pub(crate) async fn backlog_gauges(app: &TestApp, endpoint_id: &str) -> (f64, f64, f64) {
     let text = app
         .http
         .get(format!("{}/metrics", app.url))
@@ -311,7 +322,7 @@ async fn backlog_gauges(app: &TestApp, endpoint_id: &str) -> (f64, f64, f64) {
     )
 }
 
-async fn event_ids(app: &TestApp, org_id: &str, kind: &str) -> Vec<i64> {
+pub(crate) async fn event_ids(app: &TestApp, org_id: &str, kind: &str) -> Vec<i64> {
     let (_, body) = app
         .api(Method::GET, &format!("/v1/events?org_id={org_id}"), None)
         .await;

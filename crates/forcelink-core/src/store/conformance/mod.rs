@@ -122,6 +122,7 @@ pub fn checks() -> Vec<Check> {
         check!(webhook_backlog_counts_pending_and_failed_per_endpoint),
         check!(claims_lease_at_most_per_endpoint_deliveries_of_one_endpoint),
         check!(racing_claims_together_stay_within_the_per_endpoint_bound),
+        check!(failed_deliveries_are_retried_with_a_fresh_budget),
     ]
 }
 
