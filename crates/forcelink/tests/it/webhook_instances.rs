@@ -9,22 +9,16 @@ use serde_json::json;
 
 use crate::harness::{Backend, LoginKind, pg_server_url};
 use crate::process::ForcelinkProcess;
-use crate::webhooks::{Receiver, create_endpoint, deliveries, start_app_on};
+use crate::webhooks::{Receiver, create_endpoint, deliveries, metrics_text, start_app_on};
 
 const BOUND: usize = 4;
 const EVENTS: usize = 24;
 
 /// `forcelink_webhook_deliveries_total{outcome="delivered"}` of one process.
 async fn delivered_by(http: &reqwest::Client, process: &ForcelinkProcess) -> u64 {
-    let text = http
-        .get(format!("{}/metrics", process.url))
-        .send()
+    metrics_text(http, &process.url)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .find(|line| {
             line.starts_with("forcelink_webhook_deliveries_total{")
                 && line.contains("outcome=\"delivered\"")

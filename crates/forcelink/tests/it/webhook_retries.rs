@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use crate::harness::{LoginKind, TestApp};
 use crate::webhooks::{
-    PAST_RETRY, Receiver, backlog_gauges, create_endpoint, delivery_when, event_ids, start_app,
+    PAST_RETRY, Receiver, attempt_numbers, backlog_gauges, create_endpoint, delivery_when,
+    event_ids, start_app,
 };
 
 async fn retry(app: &TestApp, path: &str) -> (u16, Value) {
@@ -83,13 +84,7 @@ async fn a_failed_delivery_retried_by_the_operator_gets_a_fresh_budget() {
         received.iter().all(|request| request.id == delivery_id),
         "one webhook-id throughout"
     );
-    let numbers: Vec<i64> = delivered["attempt_log"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|attempt| attempt["number"].as_i64().unwrap())
-        .collect();
-    assert_eq!(numbers, [1, 2, 3, 4]);
+    assert_eq!(attempt_numbers(&delivered), [1, 2, 3, 4]);
     assert_eq!(backlog_gauges(&app, &endpoint_id).await, (0.0, 0.0, 0.0));
 
     // A delivered one is not retried; a retry of an endpoint with none failed retries none.

@@ -293,17 +293,30 @@ pub(crate) async fn delivery_when(
     }
 }
 
-/// One endpoint's backlog gauges from `/metrics`: (pending, failed, oldest pending seconds).
-pub(crate) async fn backlog_gauges(app: &TestApp, endpoint_id: &str) -> (f64, f64, f64) {
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.url))
+/// The `/metrics` text of the forcelink at `url`.
+pub(crate) async fn metrics_text(http: &reqwest::Client, url: &str) -> String {
+    http.get(format!("{url}/metrics"))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The numbers of a delivery's attempts, as the delivery log lists them.
+pub(crate) fn attempt_numbers(delivery: &Value) -> Vec<i64> {
+    delivery["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|attempt| attempt["number"].as_i64().unwrap())
+        .collect()
+}
+
+/// One endpoint's backlog gauges from `/metrics`: (pending, failed, oldest pending seconds).
+pub(crate) async fn backlog_gauges(app: &TestApp, endpoint_id: &str) -> (f64, f64, f64) {
+    let text = metrics_text(&app.http, &app.url).await;
     let value = |name: &str, state: Option<&str>| -> f64 {
         let line = text
             .lines()
@@ -461,13 +474,7 @@ async fn a_receiver_that_answers_500_twice_gets_the_event_on_the_third_try() {
         .map(|attempt| attempt["status_code"].as_i64().unwrap())
         .collect();
     assert_eq!(statuses, vec![500, 500, 204]);
-    let numbers: Vec<i64> = delivered["attempt_log"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|attempt| attempt["number"].as_i64().unwrap())
-        .collect();
-    assert_eq!(numbers, vec![1, 2, 3]);
+    assert_eq!(attempt_numbers(&delivered), vec![1, 2, 3]);
     assert_eq!(
         backlog_gauges(&app, endpoint_id).await,
         (0.0, 0.0, 0.0),

@@ -2,7 +2,9 @@
 //! owner-checked attempts, the delivery log and the backlog.
 
 use super::fixtures::*;
-use super::webhooks::{attempt, created_events, endpoint, enqueue_all, event};
+use super::webhooks::{
+    attempt, created_events, endpoint, enqueue_all, event, save_created_endpoints,
+};
 use crate::store::{DeliveryFilter, DeliveryNext, DeliveryState, RetryTarget, WebhookBacklog};
 
 pub(super) async fn due_deliveries_are_claimed_exclusively_and_attempts_are_owner_checked(
@@ -290,18 +292,7 @@ pub(super) async fn claims_lease_at_most_per_endpoint_deliveries_of_one_endpoint
     store: Arc<dyn Store>,
 ) {
     let ring = ring();
-    for id in ["whe_a", "whe_b"] {
-        store
-            .save_webhook_endpoint(&endpoint(
-                &ring,
-                id,
-                &format!("https://{id}.example/hook"),
-                &["connection.created"],
-                0,
-            ))
-            .await
-            .unwrap();
-    }
+    save_created_endpoints(&store, &ring, &["whe_a", "whe_b"]).await;
     let events = created_events(&store, 1..=3).await;
     assert_eq!(enqueue_all(&store, 10).await, 6);
     let taken = |claimed: &[crate::store::ClaimedDelivery]| {
@@ -445,18 +436,7 @@ pub(super) async fn racing_claims_together_stay_within_the_per_endpoint_bound(
 /// it is, and the attempt log numbers on.
 pub(super) async fn failed_deliveries_are_retried_with_a_fresh_budget(store: Arc<dyn Store>) {
     let ring = ring();
-    for id in ["whe_a", "whe_b"] {
-        store
-            .save_webhook_endpoint(&endpoint(
-                &ring,
-                id,
-                &format!("https://{id}.example/hook"),
-                &["connection.created"],
-                0,
-            ))
-            .await
-            .unwrap();
-    }
+    save_created_endpoints(&store, &ring, &["whe_a", "whe_b"]).await;
     let events = created_events(&store, 1..=3).await;
     assert_eq!(enqueue_all(&store, 10).await, 6);
     let claimed = store

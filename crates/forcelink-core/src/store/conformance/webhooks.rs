@@ -47,6 +47,22 @@ pub(super) fn attempt(second: i64, status: Option<u16>, next: DeliveryNext) -> A
     }
 }
 
+/// Saves an endpoint `https://{id}.example/hook` for `connection.created` per id.
+pub(super) async fn save_created_endpoints(store: &Arc<dyn Store>, ring: &KeyRing, ids: &[&str]) {
+    for id in ids {
+        store
+            .save_webhook_endpoint(&endpoint(
+                ring,
+                id,
+                &format!("https://{id}.example/hook"),
+                &["connection.created"],
+                0,
+            ))
+            .await
+            .unwrap();
+    }
+}
+
 /// Records a `connection.created` event at each second of `seconds`; returns their ids.
 pub(super) async fn created_events(
     store: &Arc<dyn Store>,
