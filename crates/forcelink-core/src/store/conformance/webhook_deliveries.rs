@@ -371,17 +371,7 @@ pub(super) async fn racing_claims_together_stay_within_the_per_endpoint_bound(
     store: Arc<dyn Store>,
 ) {
     const BOUND: usize = 4;
-    let ring = ring();
-    store
-        .save_webhook_endpoint(&endpoint(
-            &ring,
-            "whe_a",
-            "https://a.example/hook",
-            &["connection.created"],
-            0,
-        ))
-        .await
-        .unwrap();
+    save_created_endpoints(&store, &ring(), &["whe_a"]).await;
     let events = created_events(&store, 1..=24).await;
     assert_eq!(enqueue_all(&store, 10).await, 24);
     for round in 0..6i64 {
