@@ -111,8 +111,9 @@ impl Broker {
     ///
     /// Deliveries run in a window of `concurrency`, at most `per_endpoint` of one endpoint. The
     /// window is filled again (new events fanned out, due deliveries claimed) when the worker is
-    /// woken by a new event, or when enough slots are free: half the window, or what one
-    /// endpoint at its bound leaves free if that is less. So a receiver slow to answer holds
+    /// woken by a new event, every poll interval while a slot is free, or when enough slots are
+    /// free: half the window, or what one endpoint at its bound leaves free if that is less.
+    /// So a receiver slow to answer holds
     /// only its own slots, and a busy worker claims in batches, not once per delivery. A
     /// delivery whose lease lapses while it is in flight (its `finish` stalled past the lease)
     /// may be claimed and sent again meanwhile; the owner fence keeps one record.
@@ -160,6 +161,11 @@ impl Broker {
                     fill = window - in_flight.0.len() >= refill_at;
                 }
                 () = self.webhook_wake.notified(), if failure.is_none() => fill = true,
+                // Slots can free up elsewhere (another instance's answers under an endpoint's
+                // bound) and retries fall due with no event here: look again every poll
+                // interval while there is room, as the worker does between ticks.
+                () = tokio::time::sleep(settings.poll_every),
+                    if failure.is_none() && in_flight.0.len() < window => fill = true,
             }
         }
         match failure {

@@ -21,8 +21,8 @@ async fn a_failed_delivery_retried_by_the_operator_gets_a_fresh_budget() {
     app.restart_with(|config| config.webhooks.max_attempts = 2)
         .await;
     let mut receiver = Receiver::start().await;
-    // Two attempts fail it for good; the operator's retry fails once more, then succeeds.
-    receiver.fail_next(3);
+    // Two attempts fail it for good; after each retry by hand it fails again, until the fifth.
+    receiver.fail_next(4);
     let endpoint = create_endpoint(&app, json!({ "url": receiver.url })).await;
     let endpoint_id = endpoint["id"].as_str().unwrap().to_string();
     let org = app.org(LoginKind::Production).await;
@@ -69,22 +69,57 @@ async fn a_failed_delivery_retried_by_the_operator_gets_a_fresh_budget() {
     assert_eq!(status, 403, "agents cannot retry: {body}");
     delivery_when(&app, event_id, untouched).await;
 
-    // The endpoint's failed deliveries go out again at once: the third attempt fails, but the
-    // fresh budget keeps the delivery pending for a fourth, which succeeds.
-    let (status, body) = retry(&app, &format!("/v1/webhooks/endpoints/{endpoint_id}/retry")).await;
+    // The failed delivery goes out again at once: the third attempt fails, but the fresh
+    // budget keeps the delivery pending, waiting since the retry, not since it was queued.
+    let (status, body) = retry(
+        &app,
+        &format!("/v1/webhooks/deliveries/{delivery_id}/retry"),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["retried"], json!([delivery_id]));
     receiver.wait_for(3).await;
     let pending = delivery_when(&app, event_id, |d| d["attempts"] == 3).await;
     assert_eq!(pending["state"], "pending", "{pending}");
+    let (pending_count, failed_count, oldest) = backlog_gauges(&app, &endpoint_id).await;
+    assert_eq!((pending_count, failed_count), (1.0, 0.0));
+    assert!(
+        oldest < PAST_RETRY as f64,
+        "waiting since the retry: {oldest} s"
+    );
+    // A pending delivery is not retried by hand: 409, and it stays as it is.
+    let (status, body) = retry(
+        &app,
+        &format!("/v1/webhooks/deliveries/{delivery_id}/retry"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("delivery_not_failed")),
+        "{body}"
+    );
+    delivery_when(&app, event_id, |d| {
+        d["state"] == "pending" && d["attempts"] == 3
+    })
+    .await;
+
+    // The fourth attempt fails it again; a retry of the whole endpoint sends it a fifth time.
     app.advance(PAST_RETRY);
-    let received = receiver.wait_for(4).await;
+    receiver.wait_for(4).await;
+    delivery_when(&app, event_id, |d| {
+        d["state"] == "failed" && d["attempts"] == 4
+    })
+    .await;
+    let (status, body) = retry(&app, &format!("/v1/webhooks/endpoints/{endpoint_id}/retry")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["retried"], json!([delivery_id]));
+    let received = receiver.wait_for(5).await;
     let delivered = delivery_when(&app, event_id, |d| d["state"] == "delivered").await;
     assert!(
         received.iter().all(|request| request.id == delivery_id),
         "one webhook-id throughout"
     );
-    assert_eq!(attempt_numbers(&delivered), [1, 2, 3, 4]);
+    assert_eq!(attempt_numbers(&delivered), [1, 2, 3, 4, 5]);
     assert_eq!(backlog_gauges(&app, &endpoint_id).await, (0.0, 0.0, 0.0));
 
     // A delivered one is not retried; a retry of an endpoint with none failed retries none.
@@ -101,9 +136,45 @@ async fn a_failed_delivery_retried_by_the_operator_gets_a_fresh_budget() {
     let (status, body) = retry(&app, &format!("/v1/webhooks/endpoints/{endpoint_id}/retry")).await;
     assert_eq!((status, &body["retried"]), (200, &json!([])), "{body}");
     delivery_when(&app, event_id, |d| {
-        d["state"] == "delivered" && d["attempts"] == 4
+        d["state"] == "delivered" && d["attempts"] == 5
     })
     .await;
-    assert_eq!(receiver.requests().len(), 4);
+    assert_eq!(receiver.requests().len(), 5);
+    app.finish().await;
+}
+
+/// A delivery whose retry falls due while another endpoint's receiver hangs is sent when due,
+/// not when the hung request ends: the worker looks for due deliveries every poll interval
+/// while it has free slots, even with requests in flight.
+#[tokio::test]
+async fn a_retry_that_falls_due_while_another_receiver_hangs_is_sent_when_due() {
+    let mut app = start_app().await;
+    app.restart_with(|config| config.webhooks.request_timeout_seconds = 300)
+        .await;
+    let hung = Receiver::start().await;
+    let mut flaky = Receiver::start().await;
+    hung.hold();
+    flaky.fail_next(1);
+    for receiver in [&hung, &flaky] {
+        create_endpoint(
+            &app,
+            json!({ "url": receiver.url, "events": ["connection.created"] }),
+        )
+        .await;
+    }
+    let org = app.org(LoginKind::Production).await;
+    app.connect_ok(&org).await;
+    flaky.wait_for(1).await;
+    let event_id = event_ids(&app, org.id(), "connection.created").await[0];
+    delivery_when(&app, event_id, |d| {
+        d["attempts"] == 1 && d["state"] == "pending"
+    })
+    .await;
+    assert_eq!(hung.requests().len(), 1, "the hung receiver holds its request");
+    // Nothing wakes the worker: only the clock moves past the retry.
+    app.advance(PAST_RETRY);
+    flaky.wait_for(2).await;
+    delivery_when(&app, event_id, |d| d["state"] == "delivered").await;
+    hung.answer();
     app.finish().await;
 }

@@ -138,7 +138,7 @@ impl Receiver {
     }
 
     /// Answers every waiting request, and the ones after it at once.
-    fn answer(&self) {
+    pub(crate) fn answer(&self) {
         self.inbox.answer_upto.send_replace(usize::MAX);
     }
 
