@@ -74,6 +74,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/0009_webhook_retry.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            10,
+            Cow::Borrowed("webhook_retried_at"),
+            MigrationType::Simple,
+            include_str!("../migrations/0010_webhook_retried_at.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -119,14 +119,32 @@ pub(crate) async fn claim(
     limit: u32,
     per_endpoint: u32,
 ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-    // Claims take turns (a transaction-scoped advisory lock): the statement's snapshot is taken
-    // once the lock is granted, so it counts every lease an earlier claim committed, and racing
-    // instances together stay within the bound. A claim is one short statement, so the wait is
-    // short; `finish` and the fan-out do not take the lock.
+    // Most polls find nothing due: answer those without the lock.
+    let due: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at <= $1 \
+         AND (lease_owner IS NULL OR lease_until <= $1) LIMIT 1",
+    )
+    .bind(now)
+    .fetch_optional(pool)
+    .await
+    .map_err(unavailable("claim_webhook_deliveries due"))?;
+    if due.is_none() {
+        return Ok(Vec::new());
+    }
+    // Claims take turns (a transaction-scoped advisory lock). Under READ COMMITTED, whatever
+    // the database's default, the claim statement's snapshot is taken once the lock is granted,
+    // so it counts every lease an earlier claim committed, and racing instances together stay
+    // within the bound. A claim is short; a holder that stalls makes the others give up after
+    // the lock timeout (and retry at their next poll) instead of queueing forever. `finish` and
+    // the fan-out do not take the lock.
     let mut transaction = pool
-        .begin()
+        .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
         .await
         .map_err(unavailable("claim_webhook_deliveries begin"))?;
+    sqlx::query("SET LOCAL lock_timeout = '5s'")
+        .execute(&mut *transaction)
+        .await
+        .map_err(unavailable("claim_webhook_deliveries lock timeout"))?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(WEBHOOK_CLAIM_LOCK)
         .execute(&mut *transaction)
@@ -161,14 +179,11 @@ pub(crate) async fn claim(
     .execute(&mut *transaction)
     .await
     .map_err(unavailable("claim_webhook_deliveries"))?;
-    transaction
-        .commit()
-        .await
-        .map_err(unavailable("claim_webhook_deliveries commit"))?;
     if claimed.rows_affected() == 0 {
         return Ok(Vec::new());
     }
-    // The owner is unique to this claim, so it names exactly the rows just leased.
+    // The owner is unique to this claim, so it names exactly the rows just leased. Read in the
+    // claim's transaction: if the read fails, no lease is left held by a claim that sends nothing.
     let found = sqlx::query(
         "SELECT d.id AS delivery_id, d.endpoint_id, d.attempts, d.retry_base, w.url, w.secret, \
          e.id AS event_id, e.at, e.kind, e.org_id, e.context, e.detail \
@@ -177,10 +192,18 @@ pub(crate) async fn claim(
          WHERE d.lease_owner = $1 AND d.state = 'pending' ORDER BY d.event_id, d.id",
     )
     .bind(owner)
-    .fetch_all(pool)
+    .fetch_all(&mut *transaction)
     .await
     .map_err(unavailable("claim_webhook_deliveries read"))?;
-    found.iter().map(claimed_delivery).collect()
+    let claimed = found
+        .iter()
+        .map(claimed_delivery)
+        .collect::<Result<Vec<_>, _>>()?;
+    transaction
+        .commit()
+        .await
+        .map_err(unavailable("claim_webhook_deliveries commit"))?;
+    Ok(claimed)
 }
 
 fn claimed_delivery(row: &PgRow) -> Result<ClaimedDelivery, StoreError> {
@@ -294,7 +317,8 @@ pub(crate) async fn retry(
     };
     let statement = format!(
         "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $2, \
-         retry_base = attempts, lease_owner = NULL, lease_until = NULL, updated_at = $2 \
+         retry_base = attempts, retried_at = $2, lease_owner = NULL, lease_until = NULL, \
+         updated_at = $2 \
          WHERE {filter} = $1 AND state = 'failed' RETURNING id"
     );
     sqlx::query_scalar(sqlx::AssertSqlSafe(statement))
@@ -399,7 +423,8 @@ pub(crate) async fn deliveries(
 /// as pending or as failed, never in both or neither. Each arm reads its partial index
 /// (migration 0008). COUNT(*) is a bigint, read as i64.
 pub const BACKLOG: &str = "SELECT endpoint_id, 'pending' AS kind, COUNT(*) AS n, \
-     MIN(created_at) AS oldest FROM webhook_deliveries WHERE state = 'pending' \
+     MIN(COALESCE(retried_at, created_at)) AS oldest FROM webhook_deliveries \
+     WHERE state = 'pending' \
      GROUP BY endpoint_id \
      UNION ALL SELECT endpoint_id, 'failed' AS kind, COUNT(*) AS n, NULL AS oldest \
      FROM webhook_deliveries WHERE state = 'failed' GROUP BY endpoint_id";

@@ -81,6 +81,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/0010_webhook_retry.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            11,
+            Cow::Borrowed("webhook_retried_at"),
+            MigrationType::Simple,
+            include_str!("../migrations/0011_webhook_retried_at.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -109,6 +109,21 @@ pub(crate) async fn claim(
     limit: u32,
     per_endpoint: u32,
 ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+    // Most polls find nothing due: answer those without taking the write lock.
+    let due: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at <= ?1 \
+         AND (lease_owner IS NULL OR lease_until <= ?1) LIMIT 1",
+    )
+    .bind(micros(now))
+    .fetch_optional(pool)
+    .await
+    .map_err(unavailable("claim_webhook_deliveries due"))?;
+    if due.is_none() {
+        return Ok(Vec::new());
+    }
+    // The lease and the read of what it leased are one transaction: if the read fails, no lease
+    // is left held by a claim that sends nothing.
+    let mut transaction = crate::write_transaction(pool, "claim_webhook_deliveries begin").await?;
     // `busy`: each endpoint's deliveries under an unexpired lease; `due`: the claimable ones,
     // numbered per endpoint in claim order. Both read only pending rows (partial indexes).
     let claimed = sqlx::query(
@@ -130,7 +145,7 @@ pub(crate) async fn claim(
     .bind(micros(lease_until))
     .bind(i64::from(limit))
     .bind(i64::from(per_endpoint))
-    .execute(pool)
+    .execute(&mut *transaction)
     .await
     .map_err(unavailable("claim_webhook_deliveries"))?;
     if claimed.rows_affected() == 0 {
@@ -145,10 +160,18 @@ pub(crate) async fn claim(
          WHERE d.lease_owner = ?1 AND d.state = 'pending' ORDER BY d.event_id, d.id",
     )
     .bind(owner)
-    .fetch_all(pool)
+    .fetch_all(&mut *transaction)
     .await
     .map_err(unavailable("claim_webhook_deliveries read"))?;
-    found.iter().map(claimed_delivery).collect()
+    let claimed = found
+        .iter()
+        .map(claimed_delivery)
+        .collect::<Result<Vec<_>, _>>()?;
+    transaction
+        .commit()
+        .await
+        .map_err(unavailable("claim_webhook_deliveries commit"))?;
+    Ok(claimed)
 }
 
 fn claimed_delivery(row: &SqliteRow) -> Result<ClaimedDelivery, StoreError> {
@@ -253,7 +276,8 @@ pub(crate) async fn retry(
     };
     let statement = format!(
         "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = ?2, \
-         retry_base = attempts, lease_owner = NULL, lease_until = NULL, updated_at = ?2 \
+         retry_base = attempts, retried_at = ?2, lease_owner = NULL, lease_until = NULL, \
+         updated_at = ?2 \
          WHERE {filter} = ?1 AND state = 'failed' RETURNING id"
     );
     sqlx::query_scalar(sqlx::AssertSqlSafe(statement))
@@ -365,9 +389,10 @@ pub(crate) async fn deliveries(
 
 /// The backlog in one statement, so one snapshot: a delivery that fails while it runs counts
 /// as pending or as failed, never in both or neither. Each arm is covered by its partial index
-/// (migration 0009) and reads nothing else.
+/// (migrations 0009 and 0011) and reads nothing else. A retried delivery waits since its retry.
 pub(crate) const BACKLOG: &str = "SELECT endpoint_id, 'pending' AS kind, COUNT(*) AS n, \
-     MIN(created_at) AS oldest FROM webhook_deliveries WHERE state = 'pending' \
+     MIN(COALESCE(retried_at, created_at)) AS oldest FROM webhook_deliveries \
+     WHERE state = 'pending' \
      GROUP BY endpoint_id \
      UNION ALL SELECT endpoint_id, 'failed' AS kind, COUNT(*) AS n, NULL AS oldest \
      FROM webhook_deliveries WHERE state = 'failed' GROUP BY endpoint_id";

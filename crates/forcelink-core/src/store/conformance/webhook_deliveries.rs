@@ -522,6 +522,11 @@ pub(super) async fn failed_deliveries_are_retried_with_a_fresh_budget(store: Arc
     let backlog = store.webhook_backlog().await.unwrap();
     let b = backlog.iter().find(|b| b.endpoint_id == "whe_b").unwrap();
     assert_eq!((b.pending, b.failed), (2, 0));
+    assert_eq!(
+        b.oldest_pending_at,
+        Some(at(30)),
+        "waiting since the retry, not since it was first queued at 10"
+    );
     let mut taken: Vec<(String, u32)> = store
         .claim_webhook_deliveries("three", at(30), at(70), 10, u32::MAX)
         .await
