@@ -196,15 +196,17 @@ impl HeartbeatReport {
         row("  of which SQLite engine, per refresh", &|r| {
             r.sqlite_engine_cpu_ms.map_or_else(|| "-".into(), per)
         });
-        // The embedded engine is the store's work, which on PostgreSQL the server does and the
-        // target does not count: this line judges SQLite on the same terms. It is shown, not
-        // counted in the result (BENCHMARKS.md, "The SQLite floor").
-        row("  outside the engine, ≤ 100 µs", &|r| {
+        // The embedded engine does much of the store's work, which on PostgreSQL the server
+        // does and the target does not count: this line is what SQLite would be judged on if
+        // the engine counted as the store. Shown for the team's decision, judged nowhere
+        // (BENCHMARKS.md, "The SQLite floor").
+        row("  outside the engine (not judged)", &|r| {
             r.sqlite_engine_cpu_ms.map_or_else(
                 || "-".into(),
                 |engine| {
-                    let outside = (r.forcelink_cpu_ms - engine) * 1000.0 / n.max(1) as f64;
-                    format!("{outside:.0} µs {}", verdict(outside <= 100.0))
+                    let outside =
+                        ((r.forcelink_cpu_ms - engine) * 1000.0 / n.max(1) as f64).max(0.0);
+                    format!("{outside:.0} µs")
                 },
             )
         });
