@@ -21,6 +21,7 @@ mod rotation;
 mod sealed;
 mod state;
 mod webhook_deliveries;
+mod webhook_retries;
 mod webhooks;
 
 use std::future::Future;
@@ -43,6 +44,7 @@ use rotation::*;
 use sealed::*;
 use state::*;
 use webhook_deliveries::*;
+use webhook_retries::*;
 use webhooks::*;
 
 /// A boxed check future.
