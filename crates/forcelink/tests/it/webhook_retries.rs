@@ -15,6 +15,16 @@ async fn retry(app: &TestApp, path: &str) -> (u16, Value) {
     app.api(Method::POST, path, None).await
 }
 
+/// A retry by hand of a delivery that is not failed: 409 `delivery_not_failed`.
+async fn refused_as_not_failed(app: &TestApp, delivery_id: &str) {
+    let (status, body) = retry(app, &format!("/v1/webhooks/deliveries/{delivery_id}/retry")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("delivery_not_failed")),
+        "{body}"
+    );
+}
+
 #[tokio::test]
 async fn a_failed_delivery_retried_by_the_operator_gets_a_fresh_budget() {
     let mut app = start_app().await;
@@ -88,16 +98,7 @@ async fn a_failed_delivery_retried_by_the_operator_gets_a_fresh_budget() {
         "waiting since the retry: {oldest} s"
     );
     // A pending delivery is not retried by hand: 409, and it stays as it is.
-    let (status, body) = retry(
-        &app,
-        &format!("/v1/webhooks/deliveries/{delivery_id}/retry"),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (409, Some("delivery_not_failed")),
-        "{body}"
-    );
+    refused_as_not_failed(&app, &delivery_id).await;
     delivery_when(&app, event_id, |d| {
         d["state"] == "pending" && d["attempts"] == 3
     })
@@ -123,16 +124,7 @@ async fn a_failed_delivery_retried_by_the_operator_gets_a_fresh_budget() {
     assert_eq!(backlog_gauges(&app, &endpoint_id).await, (0.0, 0.0, 0.0));
 
     // A delivered one is not retried; a retry of an endpoint with none failed retries none.
-    let (status, body) = retry(
-        &app,
-        &format!("/v1/webhooks/deliveries/{delivery_id}/retry"),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (409, Some("delivery_not_failed")),
-        "{body}"
-    );
+    refused_as_not_failed(&app, &delivery_id).await;
     let (status, body) = retry(&app, &format!("/v1/webhooks/endpoints/{endpoint_id}/retry")).await;
     assert_eq!((status, &body["retried"]), (200, &json!([])), "{body}");
     delivery_when(&app, event_id, |d| {
