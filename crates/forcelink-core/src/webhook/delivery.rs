@@ -17,7 +17,7 @@ use chrono::Duration;
 use serde_json::{Value, json};
 
 use crate::broker::{Broker, BrokerError};
-use crate::store::{AttemptWrite, ClaimedDelivery, DeliveryNext, Event};
+use crate::store::{AttemptWrite, ClaimedDelivery, DeliveryNext, Event, StoreError};
 use crate::webhook::{SendOutcome, WebhookRequest, WebhookSender};
 
 /// How the worker runs.
@@ -85,6 +85,13 @@ enum Attempted {
     Retried,
     Failed,
 }
+
+/// The pauses before each new try of recording an attempt the store refused as unavailable.
+const FINISH_PAUSES: [std::time::Duration; 3] = [
+    std::time::Duration::from_millis(100),
+    std::time::Duration::from_millis(500),
+    std::time::Duration::from_secs(2),
+];
 
 /// How many free slots of a window of `window` make the tick claim again: half the window,
 /// or what one endpoint at its bound of `per_endpoint` leaves free if that is less, and at
@@ -305,10 +312,7 @@ impl Broker {
             latency_ms: i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),
             next,
         };
-        let recorded = self
-            .store
-            .finish_webhook_attempt(&delivery.id, owner, &write)
-            .await?;
+        let recorded = self.record_attempt(&delivery.id, owner, &write).await?;
         match attempted {
             Attempted::Delivered => {
                 tracing::debug!(delivery = %delivery.id, endpoint = %delivery.endpoint_id, kind = %delivery.event.kind, attempts, "webhook delivered")
@@ -324,6 +328,34 @@ impl Broker {
             tracing::warn!(delivery = %delivery.id, "a webhook attempt was not recorded: its lease lapsed (it may be sent again) or its endpoint was deleted");
         }
         Ok(attempted)
+    }
+
+    /// Records an attempt, trying again after a short pause when the store is unavailable: a
+    /// record that never lands leaves the delivery leased until the lease lapses, and then it
+    /// is sent again. Gives up (and leaves that to the lease) after `FINISH_PAUSES`.
+    async fn record_attempt(
+        &self,
+        delivery_id: &str,
+        owner: &str,
+        write: &AttemptWrite,
+    ) -> Result<bool, BrokerError> {
+        let mut pauses = FINISH_PAUSES.iter();
+        loop {
+            match self
+                .store
+                .finish_webhook_attempt(delivery_id, owner, write)
+                .await
+            {
+                Err(StoreError::Unavailable(why)) => match pauses.next() {
+                    Some(pause) => {
+                        tracing::info!(delivery = %delivery_id, error = %why, "recording a webhook attempt failed; trying again");
+                        tokio::time::sleep(*pause).await;
+                    }
+                    None => return Err(StoreError::Unavailable(why).into()),
+                },
+                other => return Ok(other?),
+            }
+        }
     }
 
     /// Runs ticks forever (until the task is dropped): after each event is recorded, and at

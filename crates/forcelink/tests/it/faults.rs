@@ -30,6 +30,8 @@ pub struct FaultyStore {
     webhook_claims_to_pass: Mutex<Option<u32>>,
     /// Whether a webhook claim has failed.
     webhook_claim_failed: Mutex<bool>,
+    /// Webhook attempt records still to fail as unavailable.
+    webhook_finishes_to_fail: Mutex<u32>,
 }
 
 impl FaultyStore {
@@ -39,6 +41,7 @@ impl FaultyStore {
             claims_to_pass: Mutex::new(None),
             webhook_claims_to_pass: Mutex::new(None),
             webhook_claim_failed: Mutex::new(false),
+            webhook_finishes_to_fail: Mutex::new(0),
         }
     }
 
@@ -51,6 +54,11 @@ impl FaultyStore {
     /// through.
     pub fn fail_webhook_claim_after(&self, passing: u32) {
         *self.webhook_claims_to_pass.lock().unwrap() = Some(passing);
+    }
+
+    /// Fails the next `times` records of a webhook attempt as unavailable.
+    pub fn fail_webhook_finishes(&self, times: u32) {
+        *self.webhook_finishes_to_fail.lock().unwrap() = times;
     }
 
     /// Whether the webhook claim asked to fail has failed.
@@ -378,6 +386,13 @@ impl WebhookStore for FaultyStore {
         owner: &str,
         attempt: &AttemptWrite,
     ) -> Result<bool, StoreError> {
+        {
+            let mut left = self.webhook_finishes_to_fail.lock().unwrap();
+            if *left > 0 {
+                *left -= 1;
+                return Err(StoreError::Unavailable(INJECTED.into()));
+            }
+        }
         self.inner
             .finish_webhook_attempt(delivery_id, owner, attempt)
             .await

@@ -667,6 +667,27 @@ async fn a_failed_claim_lets_the_deliveries_in_flight_finish_and_the_next_tick_s
     app.finish().await;
 }
 
+/// Recording an attempt that the store refuses as unavailable is tried again after a short
+/// pause: the delivery is recorded once and not sent again when its lease lapses.
+#[tokio::test]
+async fn an_attempt_the_store_fails_to_record_twice_is_recorded_on_the_third_try() {
+    let (mut app, mut receiver, sender) = worker_off_with_a_held_receiver().await;
+    receiver.answer();
+    let org = app.org(LoginKind::Production).await;
+    app.connect_ok(&org).await;
+    let faulty = Arc::new(FaultyStore::new(app.broker().store().clone()));
+    faulty.fail_webhook_finishes(2);
+    let broker = Arc::new(app.broker().on_store(faulty.clone()));
+    let settings = forcelink::webhooks::settings(&WebhooksConfig::default());
+    let report = broker.webhook_tick(&sender, &settings).await.unwrap();
+    assert_eq!((report.claimed, report.delivered), (1, 1), "{report:?}");
+    let delivered = deliveries(&app, "state=delivered").await;
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert_eq!(delivered[0]["attempts"], 1);
+    assert_eq!(receiver.wait_for(1).await.len(), 1);
+    app.finish().await;
+}
+
 /// A tick dropped while a delivery waits for its answer (the worker stopped at shutdown or
 /// restart) leaves that delivery running: it gets its answer and records it, and is not sent
 /// again when its lease would have lapsed.
