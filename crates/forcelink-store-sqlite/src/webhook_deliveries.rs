@@ -323,7 +323,8 @@ pub(crate) async fn deliveries(
     let state = filter.state.map(DeliveryState::as_str);
     let found = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT id, endpoint_id, event_id, event_kind, state, attempts, next_attempt_at, \
-         last_status_code, last_error, created_at, updated_at FROM webhook_deliveries \
+         last_status_code, last_error, created_at, updated_at, retried_at, retry_base \
+         FROM webhook_deliveries \
          WHERE id IN ({FILTERED}) ORDER BY event_id DESC, endpoint_id"
     )))
     .bind(filter.endpoint_id.as_deref())
@@ -377,6 +378,8 @@ pub(crate) async fn deliveries(
                 state: DeliveryState::parse(&state)
                     .ok_or_else(|| corrupt("state", "unknown delivery state"))?,
                 attempts: count(row, "attempts")?,
+                retried_at: rows::optional_time(row, "retried_at")?,
+                attempts_before_retry: count(row, "retry_base")?,
                 next_attempt_at: rows::optional_time(row, "next_attempt_at")?,
                 last_status_code: status(row, "last_status_code")?,
                 last_error: rows::get(row, "last_error")?,

@@ -215,6 +215,9 @@ pub struct WebhookDelivery {
     pub event_kind: String,
     pub state: DeliveryState,
     pub attempts: u32,
+    /// When an operator last retried it (if ever), and the attempts made before that retry.
+    pub retried_at: Option<DateTime<Utc>>,
+    pub attempts_before_retry: u32,
     /// When the next attempt is due (pending only).
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_status_code: Option<u16>,

@@ -183,6 +183,10 @@ pub struct DeliveryView {
     pub event: String,
     pub state: &'static str,
     pub attempts: u32,
+    /// When an operator last retried it by hand (null if never), and the attempts made before
+    /// that retry: `max_attempts` counts from there.
+    pub retried_at: Option<DateTime<Utc>>,
+    pub attempts_before_retry: u32,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_status_code: Option<u16>,
     pub last_error: Option<String>,
@@ -221,6 +225,8 @@ impl From<&WebhookDelivery> for DeliveryView {
             event: delivery.event_kind.clone(),
             state: delivery.state.as_str(),
             attempts: delivery.attempts,
+            retried_at: delivery.retried_at,
+            attempts_before_retry: delivery.attempts_before_retry,
             next_attempt_at: delivery.next_attempt_at,
             last_status_code: delivery.last_status_code,
             last_error: delivery.last_error.clone(),

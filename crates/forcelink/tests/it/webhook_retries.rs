@@ -43,6 +43,11 @@ async fn a_failed_delivery_retried_by_the_operator_gets_a_fresh_budget() {
     app.advance(PAST_RETRY);
     receiver.wait_for(2).await;
     let failed = delivery_when(&app, event_id, |d| d["state"] == "failed").await;
+    assert_eq!(
+        (&failed["retried_at"], &failed["attempts_before_retry"]),
+        (&Value::Null, &json!(0)),
+        "{failed}"
+    );
     let delivery_id = failed["id"].as_str().unwrap().to_string();
     assert_eq!(backlog_gauges(&app, &endpoint_id).await.1, 1.0);
 
@@ -91,6 +96,8 @@ async fn a_failed_delivery_retried_by_the_operator_gets_a_fresh_budget() {
     receiver.wait_for(3).await;
     let pending = delivery_when(&app, event_id, |d| d["attempts"] == 3).await;
     assert_eq!(pending["state"], "pending", "{pending}");
+    assert_eq!(pending["attempts_before_retry"], 2, "{pending}");
+    assert!(pending["retried_at"].is_string(), "{pending}");
     let (pending_count, failed_count, oldest) = backlog_gauges(&app, &endpoint_id).await;
     assert_eq!((pending_count, failed_count), (1.0, 0.0));
     assert!(
@@ -121,6 +128,7 @@ async fn a_failed_delivery_retried_by_the_operator_gets_a_fresh_budget() {
         "one webhook-id throughout"
     );
     assert_eq!(attempt_numbers(&delivered), [1, 2, 3, 4, 5]);
+    assert_eq!(delivered["attempts_before_retry"], 4, "{delivered}");
     assert_eq!(backlog_gauges(&app, &endpoint_id).await, (0.0, 0.0, 0.0));
 
     // A delivered one is not retried; a retry of an endpoint with none failed retries none.

@@ -149,6 +149,23 @@ pub(super) async fn failed_deliveries_are_retried_with_a_fresh_budget(store: Arc
     assert_eq!(log[0].state, DeliveryState::Delivered);
     assert_eq!(log[0].attempts, 2);
     assert_eq!(
+        (log[0].retried_at, log[0].attempts_before_retry),
+        (Some(at(20)), 1),
+        "the log shows the retry"
+    );
+    let never = store
+        .webhook_deliveries(&DeliveryFilter {
+            endpoint_id: Some("whe_a".into()),
+            event_id: Some(events[1]),
+            ..DeliveryFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (never[0].retried_at, never[0].attempts_before_retry),
+        (None, 0)
+    );
+    assert_eq!(
         log[0]
             .attempt_log
             .iter()
