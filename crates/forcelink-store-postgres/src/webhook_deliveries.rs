@@ -230,7 +230,7 @@ fn claimed_delivery(row: &PgRow) -> Result<ClaimedDelivery, StoreError> {
             detail: rows::get(row, "detail")?,
         },
         attempts: count(row, "attempts")?,
-        retry_base: count(row, "retry_base")?,
+        attempts_before_retry: count(row, "retry_base")?,
     })
 }
 

@@ -163,7 +163,7 @@ pub struct ClaimedDelivery {
     pub attempts: u32,
     /// Attempts made before an operator last asked for a retry (0 if none): the attempt budget
     /// and the backoff count from here.
-    pub retry_base: u32,
+    pub attempts_before_retry: u32,
 }
 
 /// Which failed deliveries an operator retries.
@@ -298,7 +298,7 @@ pub trait WebhookStore: Send + Sync {
         attempt: &AttemptWrite,
     ) -> Result<bool, StoreError>;
     /// Makes the target's failed deliveries pending again, due at `now`, with a fresh attempt
-    /// budget (`retry_base` = their attempts so far, which stay in the log). Deliveries that
+    /// budget (`attempts_before_retry` = their attempts so far, which stay in the log). Deliveries that
     /// are not failed are left as they are. Returns the ids made pending.
     async fn retry_failed_webhook_deliveries(
         &self,

@@ -4,8 +4,9 @@
 //! `webhook_tick()` first runs the store's fan-out (events after each endpoint's cursor become
 //! delivery rows, atomically with the cursor move), then claims due deliveries under a lease
 //! (so instances sharing a database do not send one twice at once) and sends them in a window
-//! of bounded concurrency that refills as each one finishes. A 2xx answer delivers; anything else is retried with exponential backoff and
-//! jitter, timed by the `Clock`, until `max_attempts`, after which the delivery is failed.
+//! of bounded concurrency that refills as they finish. A 2xx answer delivers; anything else is
+//! retried with exponential backoff and jitter, timed by the `Clock`, until `max_attempts`,
+//! after which the delivery is failed.
 //! A crash at any point leaves a delivery pending (its lease lapses), never lost: at-least-once,
 //! with `webhook-id` the same on every attempt for de-duplication. `run_webhooks()` repeats
 //! ticks, woken by new events or a poll interval. Nothing here logs a secret or a body.
@@ -120,10 +121,10 @@ impl Broker {
     /// window is filled again (new events fanned out, due deliveries claimed) when the worker is
     /// woken by a new event, every poll interval while a slot is free, or when enough slots are
     /// free: half the window, or what one endpoint at its bound leaves free if that is less.
-    /// So a receiver slow to answer holds
-    /// only its own slots, and a busy worker claims in batches, not once per delivery. A
-    /// delivery whose lease lapses while it is in flight (its `finish` stalled past the lease)
-    /// may be claimed and sent again meanwhile; the owner fence keeps one record.
+    /// So a receiver slow to answer holds only its own slots, and a busy worker claims in
+    /// batches, not once per delivery. A delivery whose lease lapses while it is in flight (its
+    /// `finish` stalled past the lease) may be claimed and sent again meanwhile; the owner
+    /// fence keeps one record.
     ///
     /// A store error stops the claiming; the deliveries in flight finish (they hold leases and
     /// must record their attempts) before the tick returns the error. If the tick itself is
@@ -276,7 +277,7 @@ impl Broker {
         metrics::histogram!("forcelink_webhook_attempt_seconds").record(elapsed.as_secs_f64());
         let attempts = delivery.attempts + 1;
         // An operator's retry gives a fresh budget: count from the attempts made before it.
-        let counted = attempts.saturating_sub(delivery.retry_base);
+        let counted = attempts.saturating_sub(delivery.attempts_before_retry);
         let (status_code, error, success) = match &outcome {
             SendOutcome::Answered(status) if (200..300).contains(status) => {
                 (Some(*status), None, true)

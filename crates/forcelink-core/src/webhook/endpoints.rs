@@ -82,8 +82,9 @@ pub fn validate_kinds(kinds: Option<&[String]>) -> Result<Vec<String>, WebhookEr
         .collect())
 }
 
-/// The host of an endpoint url, for logs: a query string may carry a receiver's token.
-fn host_of(url: &str) -> String {
+/// The host of an endpoint's url (empty if it does not parse): what logs and reports may show
+/// of it, since a path or query may carry a receiver's token.
+pub fn host_of(url: &str) -> String {
     Url::parse(url)
         .ok()
         .and_then(|url| url.host_str().map(str::to_string))

@@ -15,8 +15,8 @@ use serde::Serialize;
 use crate::app;
 use crate::config::Config;
 
-/// How a check came out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// How a check came out, in rising severity (so the worst of several is their `max`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Ok,

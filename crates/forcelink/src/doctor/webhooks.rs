@@ -11,6 +11,7 @@
 use chrono::{DateTime, Duration, Utc};
 use forcelink_core::Broker;
 use forcelink_core::store::{DeliveryFilter, DeliveryState, EventFilter, WebhookEndpoint};
+use forcelink_core::webhook::endpoints;
 
 use super::{Finding, Status};
 use crate::config::Config;
@@ -115,7 +116,7 @@ pub(super) async fn webhooks(config: &Config, broker: &Broker, now: DateTime<Utc
             });
         }
     }
-    let Some(worst) = problems.iter().map(|p| p.status).max_by_key(|s| rank(*s)) else {
+    let Some(worst) = problems.iter().map(|p| p.status).max() else {
         return Finding::ok(
             CHECK,
             format!(
@@ -125,7 +126,7 @@ pub(super) async fn webhooks(config: &Config, broker: &Broker, now: DateTime<Utc
             ),
         );
     };
-    problems.sort_by_key(|p| std::cmp::Reverse(rank(p.status)));
+    problems.sort_by_key(|p| std::cmp::Reverse(p.status));
     let summary = problems
         .iter()
         .map(|p| p.text.as_str())
@@ -141,14 +142,6 @@ pub(super) async fn webhooks(config: &Config, broker: &Broker, now: DateTime<Utc
     match worst {
         Status::Fail => Finding::fail(CHECK, summary, fix),
         _ => Finding::warn(CHECK, summary, fix),
-    }
-}
-
-fn rank(status: Status) -> u8 {
-    match status {
-        Status::Ok => 0,
-        Status::Warn => 1,
-        Status::Fail => 2,
     }
 }
 
@@ -186,11 +179,11 @@ async fn last_error(broker: &Broker, endpoint_id: &str) -> Option<String> {
     pending.into_iter().find_map(|delivery| delivery.last_error)
 }
 
-/// Only the host: an endpoint's path or query may carry a token of the receiver's.
+/// Only the host (`endpoints::host_of`): an endpoint's path or query may carry a token of the
+/// receiver's.
 fn host_of(url: &str) -> String {
-    url::Url::parse(url)
-        .ok()
-        .and_then(|url| url.host_str().map(str::to_string))
+    Some(endpoints::host_of(url))
+        .filter(|host| !host.is_empty())
         .unwrap_or_else(|| "an unparsable url".into())
 }
 

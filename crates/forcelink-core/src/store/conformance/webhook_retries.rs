@@ -6,7 +6,7 @@ use super::webhooks::{attempt, created_events, enqueue_all, save_created_endpoin
 use crate::store::{DeliveryFilter, DeliveryNext, DeliveryState, RetryTarget};
 
 /// An operator's retry makes failed deliveries (one, or all of an endpoint's) pending again,
-/// due at once, with `retry_base` at their attempts so far; it leaves every other delivery as
+/// due at once, with `attempts_before_retry` at their attempts so far; it leaves every other delivery as
 /// it is, and the attempt log numbers on.
 pub(super) async fn failed_deliveries_are_retried_with_a_fresh_budget(store: Arc<dyn Store>) {
     let ring = ring();
@@ -92,7 +92,11 @@ pub(super) async fn failed_deliveries_are_retried_with_a_fresh_budget(store: Arc
         .unwrap();
     assert_eq!(again.len(), 1, "the retry at 50 is not due yet");
     assert_eq!(
-        (again[0].id.as_str(), again[0].attempts, again[0].retry_base),
+        (
+            again[0].id.as_str(),
+            again[0].attempts,
+            again[0].attempts_before_retry
+        ),
         (a_first.as_str(), 1, 1)
     );
 
@@ -116,7 +120,7 @@ pub(super) async fn failed_deliveries_are_retried_with_a_fresh_budget(store: Arc
         .await
         .unwrap()
         .into_iter()
-        .map(|c| (c.id, c.retry_base))
+        .map(|c| (c.id, c.attempts_before_retry))
         .collect();
     taken.sort();
     assert_eq!(
