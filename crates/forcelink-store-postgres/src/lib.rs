@@ -24,6 +24,8 @@ mod webhooks;
 /// The webhook backlog's statement, for the plan test in `tests/it` (not an API).
 #[doc(hidden)]
 pub use webhook_deliveries::BACKLOG as WEBHOOK_BACKLOG_SQL;
+/// The advisory lock webhook claims take turns on, for the race test in `tests/it` (not an API).
+#[doc(hidden)]
 pub use webhook_deliveries::WEBHOOK_CLAIM_LOCK;
 
 use async_trait::async_trait;
