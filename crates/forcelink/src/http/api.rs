@@ -6,7 +6,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use forcelink_core::{BrokerError, Connection, ConnectionContext, ConnectionKey, OrgId};
@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use crate::http::AppState;
 use crate::http::auth::{Admin, Agent, denied};
 use crate::http::error::ApiError;
+use crate::http::extract::{Path, Query};
 
 /// A connection as the API shows it: no tokens.
 #[derive(Debug, Serialize)]

@@ -3,7 +3,7 @@
 //! Input is validated here into core's types; bad input gets a clear error and stores nothing.
 //! The callback answers with a page that tells the admin plainly what happened.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use forcelink_core::{
@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::http::AppState;
 use crate::http::error::ApiError;
+use crate::http::extract::Query;
 use crate::http::page;
 
 #[derive(Debug, Deserialize)]

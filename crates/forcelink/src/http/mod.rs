@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod connect;
 pub mod error;
+pub mod extract;
 pub mod health;
 pub mod metrics;
 mod page;

@@ -59,6 +59,19 @@ async fn unknown_org_and_bad_ids_get_stable_errors() {
         (status, body["error"].as_str()),
         (400, Some("invalid_body"))
     );
+    // A malformed query string gets the same JSON error body, naming the field.
+    let (status, body) = app
+        .api(reqwest::Method::GET, "/v1/events?limit=many", None)
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_query")),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("limit"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
