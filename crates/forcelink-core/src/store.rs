@@ -29,7 +29,7 @@ pub use cursor::SealedCursor;
 pub use group::{BeginWrite, CommitWrite, RotationWrite, RotationWritten};
 pub use webhooks::{
     AttemptWrite, ClaimedDelivery, DeliveryAttempt, DeliveryFilter, DeliveryNext, DeliveryState,
-    EndpointSource, EndpointWrite, Enqueued, RetryTarget, WebhookBacklog, WebhookDelivery,
+    EndpointSource, EndpointWrite, Enqueued, Retried, RetryTarget, WebhookBacklog, WebhookDelivery,
     WebhookEndpoint, WebhookStore,
 };
 

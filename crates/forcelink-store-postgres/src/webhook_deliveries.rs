@@ -12,7 +12,7 @@
 use chrono::{DateTime, Utc};
 use forcelink_core::store::{
     AttemptWrite, ClaimedDelivery, DeliveryAttempt, DeliveryFilter, DeliveryNext, DeliveryState,
-    Enqueued, RetryTarget, WebhookBacklog, WebhookDelivery,
+    Enqueued, Retried, RetryTarget, WebhookBacklog, WebhookDelivery,
 };
 use forcelink_core::{Event, OrgId, Sealed, StoreError};
 use sqlx::PgPool;
@@ -304,29 +304,71 @@ const FILTERED: &str = "SELECT id FROM webhook_deliveries \
      AND ($3::bigint IS NULL OR event_id = $3) AND ($4::text IS NULL OR state = $4) \
      ORDER BY event_id DESC, endpoint_id LIMIT $5";
 
-/// See `WebhookStore::retry_failed_webhook_deliveries`. One statement per target, so each reads
-/// its own index (the primary key, or the failed rows' partial index by endpoint).
+/// See `WebhookStore::retry_webhook_deliveries`. Two statements in one transaction, each
+/// reading its own index for an endpoint (the failed rows' and the pending rows' partial
+/// indexes by endpoint), or the primary key for one delivery. A claim racing the second
+/// statement is safe: `UPDATE` re-checks the lease on the row a claim has just leased, and
+/// skips it.
 pub(crate) async fn retry(
     pool: &PgPool,
     target: &RetryTarget,
     now: DateTime<Utc>,
-) -> Result<Vec<String>, StoreError> {
-    let (filter, id) = match target {
-        RetryTarget::Delivery(id) => ("id", id),
-        RetryTarget::Endpoint(id) => ("endpoint_id", id),
+) -> Result<Retried, StoreError> {
+    let (column, id, event_kind, since) = match target {
+        RetryTarget::Delivery(id) => ("id", id, None, None),
+        RetryTarget::Endpoint {
+            id,
+            event_kind,
+            since,
+        } => ("endpoint_id", id, event_kind.as_deref(), *since),
     };
-    let statement = format!(
-        "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $2, \
-         retry_base = attempts, retried_at = $2, lease_owner = NULL, lease_until = NULL, \
-         updated_at = $2 \
-         WHERE {filter} = $1 AND state = 'failed' RETURNING id"
-    );
-    sqlx::query_scalar(sqlx::AssertSqlSafe(statement))
-        .bind(id)
-        .bind(now)
-        .fetch_all(pool)
+    let mut transaction = pool
+        .begin()
         .await
-        .map_err(unavailable("retry_failed_webhook_deliveries"))
+        .map_err(unavailable("retry_webhook_deliveries begin"))?;
+    let mut retried = Retried::default();
+    let [failed, waiting] = retry_statements(column);
+    for (statement, ids) in [
+        (failed, &mut retried.failed),
+        (waiting, &mut retried.brought_forward),
+    ] {
+        *ids = sqlx::query_scalar(sqlx::AssertSqlSafe(statement))
+            .bind(id)
+            .bind(now)
+            .bind(event_kind)
+            .bind(since)
+            .fetch_all(&mut *transaction)
+            .await
+            .map_err(unavailable("retry_webhook_deliveries"))?;
+    }
+    transaction
+        .commit()
+        .await
+        .map_err(unavailable("retry_webhook_deliveries commit"))?;
+    Ok(retried)
+}
+
+/// The retry's two statements for deliveries chosen by `column` (`id` or `endpoint_id`): the
+/// failed ones made pending with a fresh budget, and the waiting ones brought forward.
+fn retry_statements(column: &str) -> [String; 2] {
+    let chosen = format!(
+        "{column} = $1 AND ($3::text IS NULL OR event_kind = $3) \
+         AND ($4::timestamptz IS NULL OR created_at >= $4)"
+    );
+    [
+        format!(
+            "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $2, \
+             retry_base = attempts, retried_at = $2, lease_owner = NULL, lease_until = NULL, \
+             updated_at = $2 \
+             WHERE {chosen} AND state = 'failed' RETURNING id"
+        ),
+        format!(
+            "UPDATE webhook_deliveries SET next_attempt_at = $2, lease_owner = NULL, \
+             lease_until = NULL, updated_at = $2 \
+             WHERE {chosen} AND state = 'pending' AND next_attempt_at > $2 \
+             AND (lease_until IS NULL OR lease_until <= $2) RETURNING id"
+        ),
+    ]
 }
 
 pub(crate) async fn state(pool: &PgPool, id: &str) -> Result<Option<DeliveryState>, StoreError> {

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use forcelink_core::store::{
     AttemptWrite, ClaimedDelivery, DeliveryFilter, DeliveryState, EndpointSource, EndpointWrite,
-    Enqueued, RetryTarget, WebhookBacklog, WebhookDelivery, WebhookEndpoint,
+    Enqueued, Retried, RetryTarget, WebhookBacklog, WebhookDelivery, WebhookEndpoint,
 };
 use forcelink_core::{Sealed, StoreError};
 use sqlx::PgPool;
@@ -167,11 +167,11 @@ impl forcelink_core::WebhookStore for crate::PostgresStore {
         finish(self.pool(), delivery_id, owner, attempt).await
     }
 
-    async fn retry_failed_webhook_deliveries(
+    async fn retry_webhook_deliveries(
         &self,
         target: &RetryTarget,
         now: DateTime<Utc>,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Retried, StoreError> {
         retry(self.pool(), target, now).await
     }
 

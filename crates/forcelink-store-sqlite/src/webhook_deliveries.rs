@@ -11,7 +11,7 @@
 use chrono::{DateTime, Utc};
 use forcelink_core::store::{
     AttemptWrite, ClaimedDelivery, DeliveryAttempt, DeliveryFilter, DeliveryNext, DeliveryState,
-    Enqueued, RetryTarget, WebhookBacklog, WebhookDelivery,
+    Enqueued, Retried, RetryTarget, WebhookBacklog, WebhookDelivery,
 };
 use forcelink_core::{Event, OrgId, Sealed, StoreError};
 use sqlx::SqlitePool;
@@ -263,29 +263,65 @@ pub(crate) async fn finish(
     Ok(true)
 }
 
-/// See `WebhookStore::retry_failed_webhook_deliveries`. One statement per target, so each reads
-/// its own index (the primary key, or the failed rows' partial index by endpoint).
+/// See `WebhookStore::retry_webhook_deliveries`. Two statements in one transaction, each
+/// reading its own index for an endpoint (the failed rows' and the pending rows' partial
+/// indexes by endpoint), or the primary key for one delivery.
 pub(crate) async fn retry(
     pool: &SqlitePool,
     target: &RetryTarget,
     now: DateTime<Utc>,
-) -> Result<Vec<String>, StoreError> {
-    let (filter, id) = match target {
-        RetryTarget::Delivery(id) => ("id", id),
-        RetryTarget::Endpoint(id) => ("endpoint_id", id),
+) -> Result<Retried, StoreError> {
+    let (column, id, event_kind, since) = match target {
+        RetryTarget::Delivery(id) => ("id", id, None, None),
+        RetryTarget::Endpoint {
+            id,
+            event_kind,
+            since,
+        } => ("endpoint_id", id, event_kind.as_deref(), *since),
     };
-    let statement = format!(
-        "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = ?2, \
-         retry_base = attempts, retried_at = ?2, lease_owner = NULL, lease_until = NULL, \
-         updated_at = ?2 \
-         WHERE {filter} = ?1 AND state = 'failed' RETURNING id"
-    );
-    sqlx::query_scalar(sqlx::AssertSqlSafe(statement))
-        .bind(id)
-        .bind(micros(now))
-        .fetch_all(pool)
+    let mut transaction = crate::write_transaction(pool, "retry_webhook_deliveries begin").await?;
+    let mut retried = Retried::default();
+    let [failed, waiting] = retry_statements(column);
+    for (statement, ids) in [
+        (failed, &mut retried.failed),
+        (waiting, &mut retried.brought_forward),
+    ] {
+        *ids = sqlx::query_scalar(sqlx::AssertSqlSafe(statement))
+            .bind(id)
+            .bind(micros(now))
+            .bind(event_kind)
+            .bind(since.map(micros))
+            .fetch_all(&mut *transaction)
+            .await
+            .map_err(unavailable("retry_webhook_deliveries"))?;
+    }
+    transaction
+        .commit()
         .await
-        .map_err(unavailable("retry_failed_webhook_deliveries"))
+        .map_err(unavailable("retry_webhook_deliveries commit"))?;
+    Ok(retried)
+}
+
+/// The retry's two statements for deliveries chosen by `column` (`id` or `endpoint_id`): the
+/// failed ones made pending with a fresh budget, and the waiting ones brought forward.
+fn retry_statements(column: &str) -> [String; 2] {
+    let chosen = format!(
+        "{column} = ?1 AND (?3 IS NULL OR event_kind = ?3) AND (?4 IS NULL OR created_at >= ?4)"
+    );
+    [
+        format!(
+            "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = ?2, \
+             retry_base = attempts, retried_at = ?2, lease_owner = NULL, lease_until = NULL, \
+             updated_at = ?2 \
+             WHERE {chosen} AND state = 'failed' RETURNING id"
+        ),
+        format!(
+            "UPDATE webhook_deliveries SET next_attempt_at = ?2, lease_owner = NULL, \
+             lease_until = NULL, updated_at = ?2 \
+             WHERE {chosen} AND state = 'pending' AND next_attempt_at > ?2 \
+             AND (lease_until IS NULL OR lease_until <= ?2) RETURNING id"
+        ),
+    ]
 }
 
 pub(crate) async fn state(
@@ -453,5 +489,33 @@ mod tests {
                 .any(|step| step.contains("TEMP B-TREE") || *step == "SCAN webhook_deliveries"),
             "sorts or walks the delivery log: {steps:?}"
         );
+    }
+
+    /// An endpoint retry reads the failed rows' and the pending rows' partial indexes by
+    /// endpoint, not the delivery log.
+    #[tokio::test]
+    async fn an_endpoint_retry_reads_its_partial_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::SqliteStore::open(&dir.path().join("plan.db"))
+            .await
+            .unwrap();
+        let [failed, waiting] = retry_statements("endpoint_id");
+        for (statement, index) in [
+            (failed, "webhook_deliveries_failed"),
+            (waiting, "webhook_deliveries_pending"),
+        ] {
+            let plan: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {statement}")))
+                    .fetch_all(store.pool())
+                    .await
+                    .unwrap();
+            let steps: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+            assert!(
+                steps
+                    .iter()
+                    .any(|step| step.contains(&format!("INDEX {index}"))),
+                "{index} not used: {steps:?}"
+            );
+        }
     }
 }

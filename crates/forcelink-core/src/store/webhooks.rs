@@ -166,13 +166,34 @@ pub struct ClaimedDelivery {
     pub attempts_before_retry: u32,
 }
 
-/// Which failed deliveries an operator retries.
+/// Which deliveries an operator retries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RetryTarget {
     /// One delivery, by its message id.
     Delivery(String),
-    /// Every failed delivery of an endpoint.
-    Endpoint(String),
+    /// An endpoint's deliveries, optionally only those of one event kind and those queued at
+    /// or after a time.
+    Endpoint {
+        id: String,
+        event_kind: Option<String>,
+        since: Option<DateTime<Utc>>,
+    },
+}
+
+/// What an operator's retry did, by delivery id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Retried {
+    /// Failed deliveries made pending again, due now, with a fresh attempt budget.
+    pub failed: Vec<String>,
+    /// Pending deliveries that were waiting for a later retry (and not in flight), made due now;
+    /// their attempt budget is unchanged.
+    pub brought_forward: Vec<String>,
+}
+
+impl Retried {
+    pub fn is_empty(&self) -> bool {
+        self.failed.is_empty() && self.brought_forward.is_empty()
+    }
 }
 
 /// What happens to a delivery after an attempt.
@@ -297,14 +318,17 @@ pub trait WebhookStore: Send + Sync {
         owner: &str,
         attempt: &AttemptWrite,
     ) -> Result<bool, StoreError>;
-    /// Makes the target's failed deliveries pending again, due at `now`, with a fresh attempt
-    /// budget (`attempts_before_retry` = their attempts so far, which stay in the log). Deliveries that
-    /// are not failed are left as they are. Returns the ids made pending.
-    async fn retry_failed_webhook_deliveries(
+    /// An operator's retry, in one transaction. The target's failed deliveries become pending
+    /// again, due at `now`, with a fresh attempt budget (`attempts_before_retry` = their
+    /// attempts so far, which stay in the log; `retried_at` = `now`). Its pending deliveries
+    /// waiting for a retry after `now` and not leased (or whose lease has lapsed) become due at
+    /// `now`, their budget and `retried_at` unchanged. Delivered deliveries, pending ones
+    /// already due, and leased ones (in flight) are left as they are.
+    async fn retry_webhook_deliveries(
         &self,
         target: &RetryTarget,
         now: DateTime<Utc>,
-    ) -> Result<Vec<String>, StoreError>;
+    ) -> Result<Retried, StoreError>;
     /// A delivery's state, if it exists.
     async fn webhook_delivery_state(&self, id: &str) -> Result<Option<DeliveryState>, StoreError>;
     /// The delivery log, newest event first, with each delivery's attempts.

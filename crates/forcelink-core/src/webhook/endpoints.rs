@@ -1,16 +1,19 @@
 //! Webhook endpoints: validating and creating them (admin API), deleting them, mirroring the
-//! ones of the config file into the store, and retrying their failed deliveries.
+//! ones of the config file into the store, and an operator's retry of their deliveries.
 //!
 //! A secret is sealed under the endpoint's own associated data before it reaches the store;
 //! the plaintext is handed back only once, to the creator of an API endpoint. Bad input is
 //! refused before anything is stored. This module must not log a secret, nor a whole url (a
 //! query string may carry a receiver's token): hosts only.
 
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::broker::{Broker, BrokerError};
-use crate::store::{EndpointSource, EndpointWrite, RetryTarget, SealedRef, WebhookEndpoint};
+use crate::store::{
+    DeliveryState, EndpointSource, EndpointWrite, Retried, RetryTarget, SealedRef, WebhookEndpoint,
+};
 use crate::vault::{Sealed, VaultError};
 use crate::webhook::{EVENT_KINDS, WebhookError, WebhookSecret};
 
@@ -139,46 +142,62 @@ impl Broker {
         Ok(endpoint)
     }
 
-    /// Makes one failed delivery pending again, due now, with a fresh attempt budget.
-    pub async fn retry_webhook_delivery(&self, id: &str) -> Result<(), WebhookError> {
+    /// An operator's retry of one delivery: sent again now, with a fresh attempt budget if it
+    /// had failed for good, or brought forward if it was waiting for a later retry.
+    pub async fn retry_webhook_delivery(&self, id: &str) -> Result<Retried, WebhookError> {
         let retried = self
             .store
-            .retry_failed_webhook_deliveries(
-                &RetryTarget::Delivery(id.to_string()),
-                self.clock.now(),
-            )
+            .retry_webhook_deliveries(&RetryTarget::Delivery(id.to_string()), self.clock.now())
             .await?;
         if retried.is_empty() {
             return Err(match self.store.webhook_delivery_state(id).await? {
                 None => WebhookError::DeliveryNotFound(id.to_string()),
-                Some(state) => WebhookError::NotFailed {
-                    id: id.to_string(),
-                    state: state.as_str(),
-                },
+                Some(DeliveryState::Delivered) => WebhookError::AlreadyDelivered(id.to_string()),
+                // Pending and due (or leased), or failed by an attempt that ended just now.
+                Some(_) => WebhookError::AlreadyDue(id.to_string()),
             });
         }
-        tracing::info!(delivery = %id, "failed webhook delivery retried");
+        tracing::info!(
+            delivery = %id,
+            failed = !retried.failed.is_empty(),
+            "webhook delivery retried by the operator"
+        );
         self.webhook_wake.notify_one();
-        Ok(())
+        Ok(retried)
     }
 
-    /// Makes every failed delivery of an endpoint pending again, due now, each with a fresh
-    /// attempt budget. Returns their ids.
-    pub async fn retry_failed_webhook_deliveries(
+    /// An operator's retry of an endpoint's deliveries (optionally of one event kind, queued at
+    /// or after `since`): every failed one is sent again now with a fresh attempt budget, and
+    /// every one waiting for a later retry is brought forward to now.
+    pub async fn retry_endpoint_deliveries(
         &self,
         endpoint_id: &str,
-    ) -> Result<Vec<String>, WebhookError> {
+        event_kind: Option<&str>,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Retried, WebhookError> {
+        if let Some(kind) = event_kind
+            && !EVENT_KINDS.contains(&kind)
+        {
+            return Err(WebhookError::UnknownEventKind(kind.to_string()));
+        }
         if self.store.webhook_endpoint(endpoint_id).await?.is_none() {
             return Err(WebhookError::NotFound(endpoint_id.to_string()));
         }
+        let target = RetryTarget::Endpoint {
+            id: endpoint_id.to_string(),
+            event_kind: event_kind.map(str::to_string),
+            since,
+        };
         let retried = self
             .store
-            .retry_failed_webhook_deliveries(
-                &RetryTarget::Endpoint(endpoint_id.to_string()),
-                self.clock.now(),
-            )
+            .retry_webhook_deliveries(&target, self.clock.now())
             .await?;
-        tracing::info!(endpoint = %endpoint_id, retried = retried.len(), "failed webhook deliveries retried");
+        tracing::info!(
+            endpoint = %endpoint_id,
+            failed = retried.failed.len(),
+            brought_forward = retried.brought_forward.len(),
+            "webhook deliveries retried by the operator"
+        );
         self.webhook_wake.notify_one();
         Ok(retried)
     }

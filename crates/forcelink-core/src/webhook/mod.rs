@@ -71,8 +71,12 @@ pub enum WebhookError {
     FromConfig(String),
     #[error("no webhook delivery {0:?}")]
     DeliveryNotFound(String),
-    #[error("delivery {id:?} is {state}, not failed: only failed deliveries are retried")]
-    NotFailed { id: String, state: &'static str },
+    #[error("delivery {0:?} is delivered: there is nothing to retry")]
+    AlreadyDelivered(String),
+    #[error(
+        "delivery {0:?} is pending and due now or being sent: there is nothing to bring forward"
+    )]
+    AlreadyDue(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -7,12 +7,12 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use forcelink_core::BrokerError;
 use forcelink_core::store::{
-    DeliveryAttempt, DeliveryFilter, DeliveryState, WebhookDelivery, WebhookEndpoint,
+    DeliveryAttempt, DeliveryFilter, DeliveryState, Retried, WebhookDelivery, WebhookEndpoint,
 };
 use forcelink_core::webhook::{EVENT_KINDS, NewEndpoint, WebhookError, WebhookSecret};
 use serde::{Deserialize, Serialize};
@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use crate::http::AppState;
 use crate::http::auth::Admin;
 use crate::http::error::ApiError;
+use crate::http::extract::{Path, Query};
 
 impl From<WebhookError> for ApiError {
     fn from(error: WebhookError) -> Self {
@@ -40,8 +41,11 @@ impl From<WebhookError> for ApiError {
             WebhookError::DeliveryNotFound(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, "delivery_not_found", message)
             }
-            WebhookError::NotFailed { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "delivery_not_failed", message)
+            WebhookError::AlreadyDelivered(_) => {
+                ApiError::new(StatusCode::CONFLICT, "delivery_delivered", message)
+            }
+            WebhookError::AlreadyDue(_) => {
+                ApiError::new(StatusCode::CONFLICT, "delivery_due", message)
             }
             WebhookError::Store(error) => BrokerError::Store(error).into(),
         }
@@ -273,24 +277,44 @@ pub async fn deliveries(
     Ok(Json(json!({ "deliveries": views })))
 }
 
-/// `POST /v1/webhooks/deliveries/{id}/retry`: a failed delivery is sent again, at once, with a
-/// fresh attempt budget.
+/// What a retry answers: the failed deliveries sent again with a fresh budget, and the
+/// pending ones brought forward from a later retry, by id.
+fn retried_view(retried: &Retried) -> Value {
+    json!({ "retried": retried.failed, "brought_forward": retried.brought_forward })
+}
+
+/// `POST /v1/webhooks/deliveries/{id}/retry`: the delivery is sent again at once: with a fresh
+/// attempt budget if it had failed for good, or brought forward if it was waiting for a later
+/// retry.
 pub async fn retry_delivery(
     _: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    state.broker.retry_webhook_delivery(&id).await?;
-    Ok(Json(json!({ "retried": [id] })))
+    let retried = state.broker.retry_webhook_delivery(&id).await?;
+    Ok(Json(retried_view(&retried)))
 }
 
-/// `POST /v1/webhooks/endpoints/{id}/retry`: every failed delivery of the endpoint is sent
-/// again, at once, each with a fresh attempt budget.
+#[derive(Debug, Deserialize)]
+pub struct RetryQuery {
+    /// Only deliveries of this event kind.
+    event: Option<String>,
+    /// Only deliveries queued at or after this time (RFC 3339).
+    since: Option<DateTime<Utc>>,
+}
+
+/// `POST /v1/webhooks/endpoints/{id}/retry[?event=KIND][&since=TIME]`: every failed delivery
+/// of the endpoint is sent again at once, each with a fresh attempt budget, and every one
+/// waiting for a later retry is brought forward to now.
 pub async fn retry_endpoint(
     _: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(query): Query<RetryQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let retried = state.broker.retry_failed_webhook_deliveries(&id).await?;
-    Ok(Json(json!({ "retried": retried })))
+    let retried = state
+        .broker
+        .retry_endpoint_deliveries(&id, query.event.as_deref(), query.since)
+        .await?;
+    Ok(Json(retried_view(&retried)))
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use forcelink_core::store::{
-    AttemptWrite, ClaimedDelivery, DeliveryFilter, DeliveryState, EndpointWrite, Enqueued,
+    AttemptWrite, ClaimedDelivery, DeliveryFilter, DeliveryState, EndpointWrite, Enqueued, Retried,
     RetryTarget, WebhookBacklog, WebhookDelivery, WebhookEndpoint,
 };
 use forcelink_core::{
@@ -403,14 +403,12 @@ impl WebhookStore for FaultyStore {
     ) -> Result<Vec<WebhookDelivery>, StoreError> {
         self.inner.webhook_deliveries(filter).await
     }
-    async fn retry_failed_webhook_deliveries(
+    async fn retry_webhook_deliveries(
         &self,
         target: &RetryTarget,
         now: DateTime<Utc>,
-    ) -> Result<Vec<String>, StoreError> {
-        self.inner
-            .retry_failed_webhook_deliveries(target, now)
-            .await
+    ) -> Result<Retried, StoreError> {
+        self.inner.retry_webhook_deliveries(target, now).await
     }
     async fn webhook_delivery_state(&self, id: &str) -> Result<Option<DeliveryState>, StoreError> {
         self.inner.webhook_delivery_state(id).await

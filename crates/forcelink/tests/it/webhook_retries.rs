@@ -1,5 +1,6 @@
-//! An operator retries failed webhook deliveries through the admin API: the delivery is sent
-//! again at once under the same `webhook-id`, with a fresh budget of attempts; a retry that
+//! An operator retries webhook deliveries through the admin API: a failed delivery is sent
+//! again at once under the same `webhook-id`, with a fresh budget of attempts, and one waiting
+//! for a later retry is brought forward; an endpoint's retry takes its filters; a retry that
 //! does not apply is refused with a stable code and changes nothing.
 
 use reqwest::Method;
@@ -15,18 +16,18 @@ async fn retry(app: &TestApp, path: &str) -> (u16, Value) {
     app.api(Method::POST, path, None).await
 }
 
-/// A retry by hand of a delivery that is not failed: 409 `delivery_not_failed`.
-async fn refused_as_not_failed(app: &TestApp, delivery_id: &str) {
+/// A retry by hand of a delivery that has nothing to retry: 409 and `code`.
+async fn refused(app: &TestApp, delivery_id: &str, code: &str) {
     let (status, body) = retry(app, &format!("/v1/webhooks/deliveries/{delivery_id}/retry")).await;
     assert_eq!(
         (status, body["error"].as_str()),
-        (409, Some("delivery_not_failed")),
+        (409, Some(code)),
         "{body}"
     );
 }
 
 #[tokio::test]
-async fn a_failed_delivery_retried_by_the_operator_gets_a_fresh_budget() {
+async fn the_operator_retries_a_failed_delivery_and_brings_a_waiting_one_forward() {
     let mut app = start_app().await;
     app.restart_with(|config| config.webhooks.max_attempts = 2)
         .await;
@@ -64,6 +65,16 @@ async fn a_failed_delivery_retried_by_the_operator_gets_a_fresh_budget() {
             404,
             "endpoint_not_found",
         ),
+        (
+            format!("/v1/webhooks/endpoints/{endpoint_id}/retry?since=yesterday"),
+            400,
+            "invalid_query",
+        ),
+        (
+            format!("/v1/webhooks/endpoints/{endpoint_id}/retry?event=connection.exploded"),
+            400,
+            "invalid_event_kind",
+        ),
     ] {
         let (got, body) = retry(&app, &path).await;
         assert_eq!(
@@ -83,6 +94,20 @@ async fn a_failed_delivery_retried_by_the_operator_gets_a_fresh_budget() {
         .await;
     assert_eq!(status, 403, "agents cannot retry: {body}");
     delivery_when(&app, event_id, untouched).await;
+    // Filters that leave the delivery out: another kind, or queued before `since`.
+    for query in ["event=connection.revoked", "since=2999-01-01T00:00:00Z"] {
+        let (status, body) = retry(
+            &app,
+            &format!("/v1/webhooks/endpoints/{endpoint_id}/retry?{query}"),
+        )
+        .await;
+        assert_eq!(
+            (status, body),
+            (200, json!({ "retried": [], "brought_forward": [] })),
+            "{query}"
+        );
+        delivery_when(&app, event_id, untouched).await;
+    }
 
     // The failed delivery goes out again at once: the third attempt fails, but the fresh
     // budget keeps the delivery pending, waiting since the retry, not since it was queued.
@@ -92,7 +117,10 @@ async fn a_failed_delivery_retried_by_the_operator_gets_a_fresh_budget() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["retried"], json!([delivery_id]));
+    assert_eq!(
+        body,
+        json!({ "retried": [delivery_id], "brought_forward": [] })
+    );
     receiver.wait_for(3).await;
     let pending = delivery_when(&app, event_id, |d| d["attempts"] == 3).await;
     assert_eq!(pending["state"], "pending", "{pending}");
@@ -104,23 +132,40 @@ async fn a_failed_delivery_retried_by_the_operator_gets_a_fresh_budget() {
         oldest < PAST_RETRY as f64,
         "waiting since the retry: {oldest} s"
     );
-    // A pending delivery is not retried by hand: 409, and it stays as it is.
-    refused_as_not_failed(&app, &delivery_id).await;
-    delivery_when(&app, event_id, |d| {
-        d["state"] == "pending" && d["attempts"] == 3
-    })
-    .await;
 
-    // The fourth attempt fails it again; a retry of the whole endpoint sends it a fifth time.
-    app.advance(PAST_RETRY);
+    // Waiting for its retry, it is brought forward by hand: the fourth attempt goes out with
+    // the clock standing still. Held by the receiver, it is in flight: a second retry by hand
+    // is refused and changes nothing.
+    receiver.hold();
+    let (status, body) = retry(
+        &app,
+        &format!("/v1/webhooks/deliveries/{delivery_id}/retry"),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({ "retried": [], "brought_forward": [delivery_id] })
+        )
+    );
     receiver.wait_for(4).await;
-    delivery_when(&app, event_id, |d| {
+    refused(&app, &delivery_id, "delivery_due").await;
+    receiver.answer();
+    // Its budget was not renewed: the fourth attempt fails it again.
+    let failed = delivery_when(&app, event_id, |d| {
         d["state"] == "failed" && d["attempts"] == 4
     })
     .await;
+    assert_eq!(failed["attempts_before_retry"], 2, "{failed}");
+
+    // A retry of the whole endpoint sends it a fifth time.
     let (status, body) = retry(&app, &format!("/v1/webhooks/endpoints/{endpoint_id}/retry")).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["retried"], json!([delivery_id]));
+    assert_eq!(
+        body,
+        json!({ "retried": [delivery_id], "brought_forward": [] })
+    );
     let received = receiver.wait_for(5).await;
     let delivered = delivery_when(&app, event_id, |d| d["state"] == "delivered").await;
     assert!(
@@ -132,9 +177,12 @@ async fn a_failed_delivery_retried_by_the_operator_gets_a_fresh_budget() {
     assert_eq!(backlog_gauges(&app, &endpoint_id).await, (0.0, 0.0, 0.0));
 
     // A delivered one is not retried; a retry of an endpoint with none failed retries none.
-    refused_as_not_failed(&app, &delivery_id).await;
+    refused(&app, &delivery_id, "delivery_delivered").await;
     let (status, body) = retry(&app, &format!("/v1/webhooks/endpoints/{endpoint_id}/retry")).await;
-    assert_eq!((status, &body["retried"]), (200, &json!([])), "{body}");
+    assert_eq!(
+        (status, body),
+        (200, json!({ "retried": [], "brought_forward": [] }))
+    );
     delivery_when(&app, event_id, |d| {
         d["state"] == "delivered" && d["attempts"] == 5
     })

@@ -929,6 +929,8 @@ async fn endpoint_api_refuses_bad_input_with_stable_codes_and_stores_nothing() {
     for (query, code) in [
         ("state=lost", "invalid_delivery_state"),
         ("event=connection.exploded", "invalid_event_kind"),
+        ("limit=lots", "invalid_query"),
+        ("event_id=-", "invalid_query"),
     ] {
         let (status, answer) = app
             .api(

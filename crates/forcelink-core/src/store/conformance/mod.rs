@@ -125,6 +125,7 @@ pub fn checks() -> Vec<Check> {
         check!(claims_lease_at_most_per_endpoint_deliveries_of_one_endpoint),
         check!(racing_claims_together_stay_within_the_per_endpoint_bound),
         check!(failed_deliveries_are_retried_with_a_fresh_budget),
+        check!(waiting_deliveries_are_brought_forward_within_the_filters),
     ]
 }
 

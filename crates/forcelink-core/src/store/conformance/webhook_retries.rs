@@ -1,13 +1,49 @@
-//! Conformance check for an operator's retry of failed webhook deliveries: which deliveries it
-//! takes, their fresh attempt budget, the attempt log and the backlog's age after it.
+//! Conformance checks for an operator's retry of webhook deliveries: which deliveries it takes
+//! (failed ones, and pending ones waiting for a later retry), their attempt budget, the
+//! endpoint retry's filters, the attempt log and the backlog's age after it.
 
 use super::fixtures::*;
-use super::webhooks::{attempt, created_events, enqueue_all, save_created_endpoints};
-use crate::store::{DeliveryFilter, DeliveryNext, DeliveryState, RetryTarget};
+use super::webhooks::{
+    attempt, created_events, endpoint, enqueue_all, event, save_created_endpoints,
+};
+use crate::store::{DeliveryFilter, DeliveryNext, DeliveryState, Retried, RetryTarget};
+
+/// Runs a retry at `second`, with both lists of ids sorted.
+async fn retry_at(store: &Arc<dyn Store>, target: RetryTarget, second: i64) -> Retried {
+    let mut retried = store
+        .retry_webhook_deliveries(&target, at(second))
+        .await
+        .unwrap();
+    retried.failed.sort();
+    retried.brought_forward.sort();
+    retried
+}
+
+fn failed(ids: &[&str]) -> Retried {
+    Retried {
+        failed: ids.iter().map(|id| id.to_string()).collect(),
+        brought_forward: Vec::new(),
+    }
+}
+
+fn brought_forward(ids: &[&str]) -> Retried {
+    Retried {
+        failed: Vec::new(),
+        brought_forward: ids.iter().map(|id| id.to_string()).collect(),
+    }
+}
+
+fn whole_endpoint(id: &str) -> RetryTarget {
+    RetryTarget::Endpoint {
+        id: id.to_string(),
+        event_kind: None,
+        since: None,
+    }
+}
 
 /// An operator's retry makes failed deliveries (one, or all of an endpoint's) pending again,
-/// due at once, with `attempts_before_retry` at their attempts so far; it leaves every other delivery as
-/// it is, and the attempt log numbers on.
+/// due at once, with `attempts_before_retry` at their attempts so far; it leaves delivered ones
+/// as they are, and the attempt log numbers on.
 pub(super) async fn failed_deliveries_are_retried_with_a_fresh_budget(store: Arc<dyn Store>) {
     let ring = ring();
     save_created_endpoints(&store, &ring, &["whe_a", "whe_b"]).await;
@@ -45,22 +81,11 @@ pub(super) async fn failed_deliveries_are_retried_with_a_fresh_budget(store: Arc
                 .unwrap()
         );
     }
-    let retry = |target: RetryTarget, second: i64| {
-        let store = Arc::clone(&store);
-        async move {
-            let mut ids = store
-                .retry_failed_webhook_deliveries(&target, at(second))
-                .await
-                .unwrap();
-            ids.sort();
-            ids
-        }
-    };
+    let retry = |target: RetryTarget, second: i64| retry_at(&store, target, second);
 
-    // Only failed deliveries are retried; the others, and unknown ids, are left alone.
+    // Delivered deliveries, and unknown ids, are left alone.
     for (id, state) in [
         (id_of("whe_a", events[1]), Some(DeliveryState::Delivered)),
-        (id_of("whe_a", events[2]), Some(DeliveryState::Pending)),
         ("msg_unknown".to_string(), None),
     ] {
         assert!(
@@ -70,17 +95,13 @@ pub(super) async fn failed_deliveries_are_retried_with_a_fresh_budget(store: Arc
         );
         assert_eq!(store.webhook_delivery_state(&id).await.unwrap(), state);
     }
-    assert!(
-        retry(RetryTarget::Endpoint("whe_none".into()), 20)
-            .await
-            .is_empty()
-    );
+    assert!(retry(whole_endpoint("whe_none"), 20).await.is_empty());
 
     // One delivery: due at once, its budget counted from its one attempt.
     let a_first = id_of("whe_a", events[0]);
     assert_eq!(
         retry(RetryTarget::Delivery(a_first.clone()), 20).await,
-        vec![a_first.clone()]
+        failed(&[&a_first])
     );
     assert_eq!(
         store.webhook_delivery_state(&a_first).await.unwrap(),
@@ -101,11 +122,11 @@ pub(super) async fn failed_deliveries_are_retried_with_a_fresh_budget(store: Arc
     );
 
     // A whole endpoint: both of its failed deliveries, and its failed count falls to 0.
-    let mut b_failed = vec![id_of("whe_b", events[0]), id_of("whe_b", events[1])];
+    let mut b_failed = [id_of("whe_b", events[0]), id_of("whe_b", events[1])];
     b_failed.sort();
     assert_eq!(
-        retry(RetryTarget::Endpoint("whe_b".into()), 30).await,
-        b_failed
+        retry(whole_endpoint("whe_b"), 30).await,
+        failed(&[&b_failed[0], &b_failed[1]])
     );
     let backlog = store.webhook_backlog().await.unwrap();
     let b = backlog.iter().find(|b| b.endpoint_id == "whe_b").unwrap();
@@ -176,5 +197,167 @@ pub(super) async fn failed_deliveries_are_retried_with_a_fresh_budget(store: Arc
             .map(|a| a.number)
             .collect::<Vec<_>>(),
         [1, 2]
+    );
+}
+
+/// A retry brings a pending delivery waiting for a later retry forward to now, its budget and
+/// `retried_at` unchanged, and leaves a leased one (in flight) and a due one alone; an endpoint
+/// retry takes only the event kind and the deliveries queued since the time it is given.
+pub(super) async fn waiting_deliveries_are_brought_forward_within_the_filters(
+    store: Arc<dyn Store>,
+) {
+    let ring = ring();
+    let kinds = ["connection.created", "connection.at_risk"];
+    store
+        .save_webhook_endpoint(&endpoint(
+            &ring,
+            "whe_a",
+            "https://a.example/hook",
+            &kinds,
+            0,
+        ))
+        .await
+        .unwrap();
+    let record = |kind: &'static str, second: i64| {
+        let store = Arc::clone(&store);
+        async move { store.record_event(&event(kind, second)).await.unwrap() }
+    };
+    // Queued at 10: a creation and an at-risk event; at 20: two creations.
+    let early = [record(kinds[0], 1).await, record(kinds[1], 2).await];
+    assert_eq!(enqueue_all(&store, 10).await, 2);
+    let late = [record(kinds[0], 3).await, record(kinds[0], 4).await];
+    assert_eq!(enqueue_all(&store, 20).await, 2);
+    let claimed = store
+        .claim_webhook_deliveries("one", at(20), at(60), 10, u32::MAX)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 4);
+    let id_of = |event: i64| {
+        claimed
+            .iter()
+            .find(|c| c.event.id == event)
+            .unwrap()
+            .id
+            .clone()
+    };
+    let (created_waiting, at_risk_waiting) = (id_of(early[0]), id_of(early[1]));
+    let (created_failed, in_flight) = (id_of(late[0]), id_of(late[1]));
+    for (id, next) in [
+        (&created_waiting, DeliveryNext::RetryAt(at(100))),
+        (&at_risk_waiting, DeliveryNext::RetryAt(at(100))),
+        (&created_failed, DeliveryNext::Failed),
+    ] {
+        assert!(
+            store
+                .finish_webhook_attempt(id, "one", &attempt(21, Some(500), next))
+                .await
+                .unwrap()
+        );
+    }
+
+    // In flight: left alone, and its claim still holds it.
+    assert!(
+        retry_at(&store, RetryTarget::Delivery(in_flight.clone()), 30)
+            .await
+            .is_empty()
+    );
+
+    // An unknown kind matches nothing; one kind takes only its own deliveries.
+    let only = |kind: &str, since: Option<i64>| RetryTarget::Endpoint {
+        id: "whe_a".to_string(),
+        event_kind: Some(kind.to_string()),
+        since: since.map(at),
+    };
+    assert!(
+        retry_at(&store, only("connection.revoked", None), 30)
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        retry_at(&store, only(kinds[0], None), 30).await,
+        Retried {
+            failed: vec![created_failed.clone()],
+            brought_forward: vec![created_waiting.clone()],
+        }
+    );
+    let mut due: Vec<(String, u32, u32)> = store
+        .claim_webhook_deliveries("two", at(30), at(70), 10, u32::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.id, c.attempts, c.attempts_before_retry))
+        .collect();
+    due.sort();
+    let mut expected = vec![
+        (created_waiting.clone(), 1, 0),
+        (created_failed.clone(), 1, 1),
+    ];
+    expected.sort();
+    assert_eq!(due, expected, "the at-risk delivery waits on; the budgets");
+    assert!(
+        store
+            .finish_webhook_attempt(
+                &in_flight,
+                "one",
+                &attempt(31, Some(204), DeliveryNext::Delivered)
+            )
+            .await
+            .unwrap(),
+        "the retry did not take the in-flight delivery from its claim"
+    );
+
+    // `since` leaves out what was queued before it.
+    let since = |second: i64| RetryTarget::Endpoint {
+        id: "whe_a".to_string(),
+        event_kind: None,
+        since: Some(at(second)),
+    };
+    assert!(retry_at(&store, since(11), 40).await.is_empty());
+    assert_eq!(
+        store
+            .webhook_delivery_state(&at_risk_waiting)
+            .await
+            .unwrap(),
+        Some(DeliveryState::Pending)
+    );
+    assert!(
+        store
+            .claim_webhook_deliveries("three", at(40), at(80), 10, u32::MAX)
+            .await
+            .unwrap()
+            .is_empty(),
+        "still waiting for its retry at 100"
+    );
+    assert_eq!(
+        retry_at(&store, since(10), 40).await,
+        brought_forward(&[&at_risk_waiting])
+    );
+    // Now due: a second retry has nothing to bring forward.
+    assert!(
+        retry_at(&store, RetryTarget::Delivery(at_risk_waiting.clone()), 41)
+            .await
+            .is_empty()
+    );
+    let log = store
+        .webhook_deliveries(&DeliveryFilter {
+            event_id: Some(early[1]),
+            ..DeliveryFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            log[0].next_attempt_at,
+            log[0].retried_at,
+            log[0].attempts_before_retry
+        ),
+        (Some(at(40)), None, 0),
+        "brought forward, not retried: due at 40, its budget as it was"
+    );
+    let backlog = store.webhook_backlog().await.unwrap();
+    assert_eq!(
+        backlog[0].oldest_pending_at,
+        Some(at(10)),
+        "a brought-forward delivery waits since it was queued"
     );
 }
