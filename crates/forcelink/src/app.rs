@@ -265,7 +265,6 @@ pub fn serve(
         public_url: Arc::from(config.server.public_url.as_str()),
         agents: wiring.agents.clone(),
         proxy: Arc::new(http::proxy::Upstream::from_config(config)?),
-        backlog_gauges: Arc::default(),
     };
     // Install the metrics recorder before anything records.
     let _ = http::metrics::handle();

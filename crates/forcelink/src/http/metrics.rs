@@ -4,9 +4,12 @@
 //! read from it at scrape time.
 //!
 //! The recorder is process-wide by the nature of the `metrics` facade; it is installed once.
+//! It cannot drop a series, so the per-endpoint backlog gauges are not kept in it: they are
+//! written into the answer from the store's endpoints at each scrape, and an endpoint deleted
+//! since is simply absent.
 
-use std::collections::BTreeSet;
-use std::sync::{Mutex, OnceLock};
+use std::fmt::Write as _;
+use std::sync::OnceLock;
 
 use axum::extract::State;
 use axum::http::header;
@@ -19,12 +22,6 @@ use crate::http::AppState;
 use crate::http::error::ApiError;
 
 static RECORDER: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-
-/// The endpoints whose backlog gauges this server has set, so that one deleted since is set to
-/// 0 once more instead of keeping its last counts (the recorder cannot drop a series). Per
-/// server, not per process: tests run several servers on one recorder.
-#[derive(Debug, Default)]
-pub struct BacklogGauges(Mutex<BTreeSet<String>>);
 
 /// The process's Prometheus recorder, installed on first use.
 pub fn handle() -> Option<&'static PrometheusHandle> {
@@ -75,38 +72,31 @@ pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError>
     let incidents = store.incidents().await.map_err(BrokerError::from)?;
     metrics::gauge!("forcelink_app_incidents_active")
         .set(incidents.iter().filter(|i| i.active).count() as f64);
-    webhook_backlog(store.as_ref(), &state.backlog_gauges, now).await?;
+    let backlog = webhook_backlog(store.as_ref(), now).await?;
     handle.run_upkeep();
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        handle.render(),
-    )
-        .into_response())
+    let mut text = handle.render();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&backlog);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
 /// `forcelink_webhook_deliveries{endpoint, state="pending"|"failed"}` and
-/// `forcelink_webhook_oldest_pending_seconds{endpoint}` for every endpoint, 0 when it has no
-/// backlog, so a cleared backlog reads 0 rather than its last value.
-async fn webhook_backlog(
-    store: &dyn Store,
-    gauges: &BacklogGauges,
-    now: DateTime<Utc>,
-) -> Result<(), ApiError> {
+/// `forcelink_webhook_oldest_pending_seconds{endpoint}` for every endpoint in the store, 0 when
+/// it has no backlog, as Prometheus text.
+async fn webhook_backlog(store: &dyn Store, now: DateTime<Utc>) -> Result<String, ApiError> {
     let endpoints = store.webhook_endpoints().await.map_err(BrokerError::from)?;
     let backlog = store.webhook_backlog().await.map_err(BrokerError::from)?;
-    let mut seen = gauges
-        .0
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let gone: Vec<String> = seen
-        .iter()
-        .filter(|id| !endpoints.iter().any(|endpoint| &endpoint.id == *id))
-        .cloned()
-        .collect();
-    for id in gone {
-        set_backlog(&id, 0, 0, 0.0);
-        seen.remove(&id);
-    }
+    let mut deliveries = String::from(
+        "# HELP forcelink_webhook_deliveries Deliveries not yet delivered, by endpoint and state.\n\
+         # TYPE forcelink_webhook_deliveries gauge\n",
+    );
+    let mut oldest = String::from(
+        "# HELP forcelink_webhook_oldest_pending_seconds Age of the endpoint's oldest pending \
+         delivery (since it was queued, or retried by hand).\n\
+         # TYPE forcelink_webhook_oldest_pending_seconds gauge\n",
+    );
     for endpoint in &endpoints {
         let found = backlog.iter().find(|b| b.endpoint_id == endpoint.id);
         let (pending, failed) = found.map_or((0, 0), |b| (b.pending, b.failed));
@@ -115,18 +105,25 @@ async fn webhook_backlog(
             .map_or(0.0, |oldest| {
                 (now - oldest).num_milliseconds().max(0) as f64 / 1000.0
             });
-        set_backlog(&endpoint.id, pending, failed, age);
-        seen.insert(endpoint.id.clone());
+        let id = label_value(&endpoint.id);
+        for (state, count) in [("pending", pending), ("failed", failed)] {
+            let _ = writeln!(
+                deliveries,
+                "forcelink_webhook_deliveries{{endpoint=\"{id}\",state=\"{state}\"}} {count}"
+            );
+        }
+        let _ = writeln!(
+            oldest,
+            "forcelink_webhook_oldest_pending_seconds{{endpoint=\"{id}\"}} {age}"
+        );
     }
-    Ok(())
+    deliveries.push_str(&oldest);
+    Ok(deliveries)
 }
 
-fn set_backlog(endpoint: &str, pending: u64, failed: u64, oldest_pending_seconds: f64) {
-    let endpoint = endpoint.to_string();
-    metrics::gauge!("forcelink_webhook_deliveries", "endpoint" => endpoint.clone(), "state" => "pending")
-        .set(pending as f64);
-    metrics::gauge!("forcelink_webhook_deliveries", "endpoint" => endpoint.clone(), "state" => "failed")
-        .set(failed as f64);
-    metrics::gauge!("forcelink_webhook_oldest_pending_seconds", "endpoint" => endpoint)
-        .set(oldest_pending_seconds);
+/// A label value as the text format writes it: backslash, double quote and newline escaped.
+fn label_value(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

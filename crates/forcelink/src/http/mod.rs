@@ -33,7 +33,6 @@ pub struct AppState {
     pub public_url: Arc<str>,
     pub agents: Arc<AgentKeys>,
     pub proxy: Arc<proxy::Upstream>,
-    pub backlog_gauges: Arc<metrics::BacklogGauges>,
 }
 
 pub fn router(state: AppState) -> Router {

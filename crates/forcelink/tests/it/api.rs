@@ -217,4 +217,16 @@ async fn metrics_are_served_in_prometheus_text_format() {
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
+    // Each family is typed once (a repeated TYPE line fails the whole scrape), and every
+    // sample is `name[{labels}] value` with a number for the value.
+    let mut typed = std::collections::BTreeSet::new();
+    for line in text.lines().filter(|line| !line.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let family = rest.split(' ').next().unwrap();
+            assert!(typed.insert(family.to_string()), "{family} typed twice");
+        } else if !line.starts_with('#') {
+            let value = line.rsplit(' ').next().unwrap();
+            assert!(value.parse::<f64>().is_ok(), "not a sample: {line}");
+        }
+    }
 }
