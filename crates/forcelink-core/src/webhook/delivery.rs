@@ -87,6 +87,17 @@ enum Attempted {
     Failed,
 }
 
+/// Whether recording an attempt landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recorded {
+    Yes,
+    /// The claim no longer held the delivery: its lease lapsed, or the endpoint was deleted.
+    No,
+    /// Refused on a later try after an earlier one was answered "unavailable": that one most
+    /// likely landed.
+    AnswerLost,
+}
+
 /// The pauses before each new try of recording an attempt the store refused as unavailable.
 const FINISH_PAUSES: [std::time::Duration; 3] = [
     std::time::Duration::from_millis(100),
@@ -325,8 +336,14 @@ impl Broker {
                 tracing::warn!(delivery = %delivery.id, endpoint = %delivery.endpoint_id, attempts, error = error.as_deref().unwrap_or(""), "webhook delivery failed for good")
             }
         }
-        if !recorded {
-            tracing::warn!(delivery = %delivery.id, "a webhook attempt was not recorded: its lease lapsed (it may be sent again) or its endpoint was deleted");
+        match recorded {
+            Recorded::Yes => {}
+            Recorded::No => {
+                tracing::warn!(delivery = %delivery.id, "a webhook attempt was not recorded: its lease lapsed (it may be sent again) or its endpoint was deleted");
+            }
+            Recorded::AnswerLost => {
+                tracing::info!(delivery = %delivery.id, "a webhook attempt's record was refused on a second try: the first try most likely landed though its answer was lost (or the lease lapsed meanwhile, and it may be sent again)");
+            }
         }
         Ok(attempted)
     }
@@ -339,8 +356,9 @@ impl Broker {
         delivery_id: &str,
         owner: &str,
         write: &AttemptWrite,
-    ) -> Result<bool, BrokerError> {
+    ) -> Result<Recorded, BrokerError> {
         let mut pauses = FINISH_PAUSES.iter();
+        let mut tried_before = false;
         loop {
             match self
                 .store
@@ -350,11 +368,17 @@ impl Broker {
                 Err(StoreError::Unavailable(why)) => match pauses.next() {
                     Some(pause) => {
                         tracing::info!(delivery = %delivery_id, error = %why, "recording a webhook attempt failed; trying again");
+                        tried_before = true;
                         tokio::time::sleep(*pause).await;
                     }
                     None => return Err(StoreError::Unavailable(why).into()),
                 },
-                other => return Ok(other?),
+                Ok(true) => return Ok(Recorded::Yes),
+                // A try whose commit landed but whose answer was lost released the lease, so
+                // the next try finds none: not a lapse.
+                Ok(false) if tried_before => return Ok(Recorded::AnswerLost),
+                Ok(false) => return Ok(Recorded::No),
+                Err(error) => return Err(error.into()),
             }
         }
     }

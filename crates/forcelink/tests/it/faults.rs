@@ -32,6 +32,7 @@ pub struct FaultyStore {
     webhook_claim_failed: Mutex<bool>,
     /// Webhook attempt records still to fail as unavailable.
     webhook_finishes_to_fail: Mutex<u32>,
+    webhook_finish_answers_to_lose: Mutex<u32>,
 }
 
 impl FaultyStore {
@@ -42,6 +43,7 @@ impl FaultyStore {
             webhook_claims_to_pass: Mutex::new(None),
             webhook_claim_failed: Mutex::new(false),
             webhook_finishes_to_fail: Mutex::new(0),
+            webhook_finish_answers_to_lose: Mutex::new(0),
         }
     }
 
@@ -59,6 +61,12 @@ impl FaultyStore {
     /// Fails the next `times` records of a webhook attempt as unavailable.
     pub fn fail_webhook_finishes(&self, times: u32) {
         *self.webhook_finishes_to_fail.lock().unwrap() = times;
+    }
+
+    /// Lets the next `times` records of a webhook attempt land, and answers each as
+    /// unavailable (a commit whose answer was lost).
+    pub fn lose_webhook_finish_answers(&self, times: u32) {
+        *self.webhook_finish_answers_to_lose.lock().unwrap() = times;
     }
 
     /// Whether the webhook claim asked to fail has failed.
@@ -393,9 +401,16 @@ impl WebhookStore for FaultyStore {
                 return Err(StoreError::Unavailable(INJECTED.into()));
             }
         }
-        self.inner
+        let finished = self
+            .inner
             .finish_webhook_attempt(delivery_id, owner, attempt)
-            .await
+            .await;
+        let mut left = self.webhook_finish_answers_to_lose.lock().unwrap();
+        if *left > 0 {
+            *left -= 1;
+            return Err(StoreError::Unavailable(INJECTED.into()));
+        }
+        finished
     }
     async fn webhook_deliveries(
         &self,

@@ -698,6 +698,32 @@ async fn an_attempt_the_store_fails_to_record_twice_is_recorded_on_the_third_try
     app.finish().await;
 }
 
+/// A record of an attempt that lands but whose answer is lost is tried again; the second try
+/// finds the delivery already recorded and changes nothing: one attempt in the log, delivered,
+/// never sent again.
+#[tokio::test]
+async fn an_attempt_recorded_with_its_answer_lost_is_recorded_once() {
+    let (mut app, mut receiver, sender) = worker_off_with_a_held_receiver().await;
+    receiver.answer();
+    let org = app.org(LoginKind::Production).await;
+    app.connect_ok(&org).await;
+    let faulty = Arc::new(FaultyStore::new(app.broker().store().clone()));
+    faulty.lose_webhook_finish_answers(1);
+    let broker = Arc::new(app.broker().on_store(faulty.clone()));
+    let settings = forcelink::webhooks::settings(&WebhooksConfig::default());
+    let report = broker.webhook_tick(&sender, &settings).await.unwrap();
+    assert_eq!((report.claimed, report.delivered), (1, 1), "{report:?}");
+    let delivered = deliveries(&app, "state=delivered").await;
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert_eq!(attempt_numbers(&delivered[0]), [1]);
+    // Past any lease: nothing is due, so nothing is sent again.
+    app.advance(PAST_RETRY);
+    let report = broker.webhook_tick(&sender, &settings).await.unwrap();
+    assert_eq!(report.claimed, 0, "{report:?}");
+    assert_eq!(receiver.requests().len(), 1);
+    app.finish().await;
+}
+
 /// A tick dropped while a delivery waits for its answer (the worker stopped at shutdown or
 /// restart) leaves that delivery running: it gets its answer and records it, and is not sent
 /// again when its lease would have lapsed.
