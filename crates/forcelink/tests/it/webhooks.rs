@@ -703,7 +703,7 @@ async fn an_attempt_the_store_fails_to_record_twice_is_recorded_on_the_third_try
 /// never sent again.
 #[tokio::test]
 async fn an_attempt_recorded_with_its_answer_lost_is_recorded_once() {
-    let (mut app, mut receiver, sender) = worker_off_with_a_held_receiver().await;
+    let (mut app, receiver, sender) = worker_off_with_a_held_receiver().await;
     receiver.answer();
     let org = app.org(LoginKind::Production).await;
     app.connect_ok(&org).await;
