@@ -1,8 +1,10 @@
-//! The command line: `serve`, `demo`, `connections`, `agents`, `keys`, `incidents`, `doctor`,
-//! `config check`, `bench`.
+//! The command line: `serve`, `demo`, `connections`, `agents`, `webhooks`, `keys`, `incidents`,
+//! `doctor`, `config check`, `bench`.
 //!
 //! Each command loads the config the same way and fails with a message that says how to fix
 //! what is wrong. Output for people goes to stdout; logs go to stderr.
+
+mod webhooks;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -54,6 +56,11 @@ pub enum Command {
     Agents {
         #[command(subcommand)]
         command: AgentsCommand,
+    },
+    /// Webhook endpoints, the delivery log, and retrying deliveries by hand.
+    Webhooks {
+        #[command(subcommand)]
+        command: webhooks::WebhooksCommand,
     },
     /// Manage the encryption key ring.
     Keys {
@@ -204,6 +211,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys { command } => keys(&cli.load_config()?, command).await,
         Command::Agents { command } => agents(&cli.load_config()?, command).await,
+        Command::Webhooks { command } => webhooks::run(&cli.load_config()?, command).await,
         Command::Config {
             command: ConfigCommand::Check,
         } => config_check(&cli.load_config()?),

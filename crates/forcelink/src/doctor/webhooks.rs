@@ -110,7 +110,7 @@ pub(super) async fn webhooks(config: &Config, broker: &Broker, now: DateTime<Utc
                 status: Status::Warn,
                 text: format!("{name}: {} failed for good", deliveries(counts.failed)),
                 fix: format!(
-                    "the receiver missed those events (GET /v1/webhooks/deliveries?endpoint_id={id}&state=failed lists them): once it answers, POST /v1/webhooks/endpoints/{id}/retry sends them again",
+                    "the receiver missed those events (`forcelink webhooks deliveries --endpoint {id} --state failed` lists them): once it answers, `forcelink webhooks retry --endpoint {id}` (or POST /v1/webhooks/endpoints/{id}/retry) sends them again",
                     id = endpoint.id
                 ),
             });

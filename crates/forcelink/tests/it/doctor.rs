@@ -301,7 +301,7 @@ async fn webhook_check_finds_no_worker_a_receiver_down_and_missed_events() {
             .fix
             .as_deref()
             .unwrap()
-            .contains(&format!("endpoint_id={endpoint}")),
+            .contains(&format!("forcelink webhooks retry --endpoint {endpoint}")),
         "{missed:?}"
     );
     app.finish().await;

@@ -226,3 +226,95 @@ async fn a_retry_that_falls_due_while_another_receiver_hangs_is_sent_when_due() 
     hung.answer();
     app.finish().await;
 }
+
+/// From a terminal: `forcelink webhooks` lists the endpoints (no secret) and the failed
+/// delivery, and retries it by hand; the serving instance sends it at its next poll. Mistakes
+/// say how to fix them and change nothing.
+#[tokio::test]
+async fn the_cli_lists_a_failed_delivery_and_retries_it() {
+    let mut app = start_app().await;
+    app.restart_with(|config| config.webhooks.max_attempts = 1)
+        .await;
+    let mut receiver = Receiver::start().await;
+    receiver.fail_next(1);
+    let endpoint = create_endpoint(&app, json!({ "url": receiver.url })).await;
+    let endpoint_id = endpoint["id"].as_str().unwrap().to_string();
+    let secret = endpoint["secret"].as_str().unwrap().to_string();
+    let org = app.org(LoginKind::Production).await;
+    app.connect_ok(&org).await;
+    let event_id = event_ids(&app, org.id(), "connection.created").await[0];
+    let failed = delivery_when(&app, event_id, |d| d["state"] == "failed").await;
+    let delivery_id = failed["id"].as_str().unwrap().to_string();
+
+    let (ok, listed, stderr) = app.cli(&["webhooks", "endpoints"]);
+    assert!(ok, "{stderr}");
+    assert!(listed.contains(&endpoint_id), "{listed}");
+    assert!(!listed.contains(&secret) && !stderr.contains(&secret));
+    let (ok, json_list, stderr) =
+        app.cli(&["webhooks", "deliveries", "--state", "failed", "--json"]);
+    assert!(ok, "{stderr}");
+    let views: Value = serde_json::from_str(&json_list).unwrap();
+    assert_eq!(views[0]["id"], delivery_id, "{views}");
+    assert_eq!(views[0]["attempts"], 1, "{views}");
+    let (ok, table, _) = app.cli(&["webhooks", "deliveries", "--endpoint", &endpoint_id]);
+    assert!(
+        ok && table.contains(&delivery_id) && table.contains("HTTP 500"),
+        "{table}"
+    );
+
+    // Mistakes: each names the fix, exits non-zero and changes nothing.
+    for (args, says) in [
+        (vec!["webhooks", "retry"], "--delivery"),
+        (
+            vec![
+                "webhooks",
+                "retry",
+                "--endpoint",
+                &endpoint_id,
+                "--since",
+                "yesterday",
+            ],
+            "RFC 3339",
+        ),
+        (
+            vec![
+                "webhooks",
+                "retry",
+                "--endpoint",
+                &endpoint_id,
+                "--event",
+                "connection.exploded",
+            ],
+            "known kinds",
+        ),
+        (
+            vec!["webhooks", "retry", "--delivery", "msg_unknown"],
+            "no webhook delivery",
+        ),
+        (
+            vec!["webhooks", "deliveries", "--state", "lost"],
+            "pending, delivered or failed",
+        ),
+    ] {
+        let (ok, _, stderr) = app.cli(&args);
+        assert!(!ok, "{args:?} succeeded");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    delivery_when(&app, event_id, |d| {
+        d["state"] == "failed" && d["attempts"] == 1
+    })
+    .await;
+
+    let (ok, stdout, stderr) = app.cli(&["webhooks", "retry", "--delivery", &delivery_id]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("retried 1 failed") && stdout.contains(&delivery_id),
+        "{stdout}"
+    );
+    receiver.wait_for(2).await;
+    let delivered = delivery_when(&app, event_id, |d| d["state"] == "delivered").await;
+    assert_eq!(attempt_numbers(&delivered), [1, 2]);
+    let (ok, _, stderr) = app.cli(&["webhooks", "retry", "--delivery", &delivery_id]);
+    assert!(!ok && stderr.contains("delivered"), "{stderr}");
+    app.finish().await;
+}
