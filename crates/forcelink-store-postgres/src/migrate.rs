@@ -94,10 +94,38 @@ fn latest_version(migrator: &Migrator) -> i64 {
 
 /// Applies pending migrations under sqlx's advisory lock, so instances may start together.
 pub(crate) async fn run(pool: &PgPool) -> Result<(), StoreError> {
-    migrator()
+    let migrator = migrator();
+    refuse_newer_schema(pool, latest_version(&migrator)).await?;
+    migrator
         .run(pool)
         .await
         .map_err(|error| StoreError::Migration(format!("postgres: {error}")))
+}
+
+/// Refuses a database that a newer build has migrated past what this one knows: those
+/// migrations may have changed what this build reads and writes. (sqlx would refuse it too,
+/// with a message about a missing migration that does not say what to do.)
+async fn refuse_newer_schema(pool: &PgPool, known: i64) -> Result<(), StoreError> {
+    let has_table: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await
+        .map_err(crate::rows::unavailable("migrations"))?;
+    if !has_table {
+        return Ok(());
+    }
+    let applied: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await
+            .map_err(crate::rows::unavailable("migrations"))?;
+    if applied > known {
+        return Err(StoreError::Migration(format!(
+            "postgres: the database schema is at version {applied}, newer than this build of \
+             forcelink knows ({known}): a newer forcelink has migrated it; run that version or \
+             a later one"
+        )));
+    }
+    Ok(())
 }
 
 /// Reachable, and every migration this build knows has been applied.

@@ -103,6 +103,7 @@ fn latest_version(migrator: &Migrator) -> i64 {
 /// race with another migrating the same file fails once; the retry then finds it applied.
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
     let migrator = migrator();
+    refuse_newer_schema(pool, latest_version(&migrator)).await?;
     if migrator.run(pool).await.is_ok() {
         return Ok(());
     }
@@ -110,6 +111,35 @@ pub(crate) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
         .run(pool)
         .await
         .map_err(|error| StoreError::Migration(format!("sqlite: {error}")))
+}
+
+/// Refuses a file that a newer build has migrated past what this one knows: those migrations
+/// may have changed what this build reads and writes. (sqlx would refuse it too, with a
+/// message about a missing migration that does not say what to do.)
+async fn refuse_newer_schema(pool: &SqlitePool, known: i64) -> Result<(), StoreError> {
+    let has_table: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master \
+         WHERE type = 'table' AND name = '_sqlx_migrations')",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(crate::rows::unavailable("migrations"))?;
+    if !has_table {
+        return Ok(());
+    }
+    let applied: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await
+            .map_err(crate::rows::unavailable("migrations"))?;
+    if applied > known {
+        return Err(StoreError::Migration(format!(
+            "sqlite: the database schema is at version {applied}, newer than this build of \
+             forcelink knows ({known}): a newer forcelink has migrated it; run that version or \
+             a later one"
+        )));
+    }
+    Ok(())
 }
 
 /// Reachable, and every migration this build knows has been applied.

@@ -9,8 +9,8 @@ use forcelink_core::{
 };
 use forcelink_core::{ConnectionHealth, LeaseOutcome};
 use forcelink_store_postgres::PostgresStore;
-use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{Connection, SqlSafeStr};
 
 use crate::database::{server_url, with_database};
 
@@ -254,6 +254,38 @@ async fn a_version_one_database_upgrades_in_place_keeping_its_connections() {
             .unwrap();
         assert!(matches!(outcome, LeaseOutcome::Acquired(_)), "{outcome:?}");
         store.close().await;
+    })
+    .await;
+}
+
+/// A database that a newer build migrated past what this build knows is refused with a message
+/// that says so and what to run.
+#[tokio::test]
+async fn a_database_migrated_by_a_newer_build_is_refused() {
+    let Some(server) = server_url() else { return };
+    with_database(&server, |url| async move {
+        let key = KeyRing::generate_key();
+        let ring = KeyRing::new([("k1", &key)], "k1").unwrap();
+        let store = PostgresStore::connect(&url, 2).await.unwrap();
+        store.save_grant(&grant(&ring)).await.unwrap();
+        let mut raw = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+             execution_time) VALUES (9999, 'from the future', true, '\\x00', 0)",
+        )
+        .execute(&mut raw)
+        .await
+        .unwrap();
+        let error = PostgresStore::connect(&url, 2)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("schema is at version 9999, newer than this build")
+                && error.contains("run that version"),
+            "{error}"
+        );
+        assert_eq!(store.connections().await.unwrap().len(), 1);
     })
     .await;
 }

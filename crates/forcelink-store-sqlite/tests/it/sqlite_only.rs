@@ -166,6 +166,51 @@ async fn opening_twice_runs_migrations_once_and_keeps_data() {
     );
 }
 
+/// A file that a newer build migrated past what this build knows is refused with a message
+/// that says so and what to run, and is left as it was.
+#[tokio::test]
+async fn a_file_migrated_by_a_newer_build_is_refused_and_left_alone() {
+    let (_directory, path) = temp_db();
+    let ring = ring();
+    let store = SqliteStore::open(&path).await.unwrap();
+    store.save_grant(&grant(&ring, "a", "r")).await.unwrap();
+    drop(store);
+    let mut raw = raw_connection(&path).await;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from the future', 1, x'00', 0)",
+    )
+    .execute(&mut raw)
+    .await
+    .unwrap();
+    let error = SqliteStore::open(&path).await.unwrap_err().to_string();
+    assert!(
+        error.contains("schema is at version 9999, newer than this build")
+            && error.contains("run that version"),
+        "{error}"
+    );
+    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(&mut raw)
+        .await
+        .unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM connections")
+        .fetch_one(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 9999")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    let reopened = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(reopened.connections().await.unwrap().len(), 1);
+    let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(after, applied - 1, "the refused open applied nothing");
+}
+
 #[tokio::test]
 async fn database_is_in_wal_mode_with_foreign_keys_on() {
     let (_directory, path) = temp_db();
