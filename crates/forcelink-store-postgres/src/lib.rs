@@ -49,6 +49,18 @@ impl PostgresStore {
     /// Connects to `url` (`postgres://user@host:port/database`) with a pool of at most
     /// `max_connections`, and brings the schema up to date.
     pub async fn connect(url: &str, max_connections: u32) -> Result<PostgresStore, StoreError> {
+        let store = Self::connect_as_found(url, max_connections).await?;
+        migrate::run(store.pool()).await?;
+        Ok(store)
+    }
+
+    /// Connects like `connect` but takes the schema as it is: it runs no migration (`ping`
+    /// says whether the schema is current), for checks that must change nothing. Refuses a
+    /// schema newer than this build.
+    pub async fn connect_as_found(
+        url: &str,
+        max_connections: u32,
+    ) -> Result<PostgresStore, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             // Fail start-up within seconds, not the default 30 s, when the server is down.
@@ -56,7 +68,7 @@ impl PostgresStore {
             .connect(url)
             .await
             .map_err(rows::unavailable("connect"))?;
-        migrate::run(&pool).await?;
+        migrate::refuse_newer_schema(&pool).await?;
         Ok(PostgresStore { pool })
     }
 

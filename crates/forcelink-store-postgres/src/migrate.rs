@@ -93,10 +93,9 @@ fn latest_version(migrator: &Migrator) -> i64 {
 }
 
 /// Applies pending migrations under sqlx's advisory lock, so instances may start together.
+/// The caller has refused a newer schema first (`refuse_newer_schema`).
 pub(crate) async fn run(pool: &PgPool) -> Result<(), StoreError> {
-    let migrator = migrator();
-    refuse_newer_schema(pool, latest_version(&migrator)).await?;
-    migrator
+    migrator()
         .run(pool)
         .await
         .map_err(|error| StoreError::Migration(format!("postgres: {error}")))
@@ -105,19 +104,9 @@ pub(crate) async fn run(pool: &PgPool) -> Result<(), StoreError> {
 /// Refuses a database that a newer build has migrated past what this one knows: those
 /// migrations may have changed what this build reads and writes. (sqlx would refuse it too,
 /// with a message about a missing migration that does not say what to do.)
-async fn refuse_newer_schema(pool: &PgPool, known: i64) -> Result<(), StoreError> {
-    let has_table: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-        .fetch_one(pool)
-        .await
-        .map_err(crate::rows::unavailable("migrations"))?;
-    if !has_table {
-        return Ok(());
-    }
-    let applied: i64 =
-        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
-            .fetch_one(pool)
-            .await
-            .map_err(crate::rows::unavailable("migrations"))?;
+pub(crate) async fn refuse_newer_schema(pool: &PgPool) -> Result<(), StoreError> {
+    let known = latest_version(&migrator());
+    let applied = applied_version(pool).await?;
     if applied > known {
         return Err(StoreError::Migration(format!(
             "postgres: the database schema is at version {applied}, newer than this build of \
@@ -128,13 +117,24 @@ async fn refuse_newer_schema(pool: &PgPool, known: i64) -> Result<(), StoreError
     Ok(())
 }
 
+/// The highest migration applied to the database, 0 when none is (no migrations table yet).
+async fn applied_version(pool: &PgPool) -> Result<i64, StoreError> {
+    let has_table: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await
+        .map_err(crate::rows::unavailable("migrations"))?;
+    if !has_table {
+        return Ok(0);
+    }
+    sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await
+        .map_err(crate::rows::unavailable("migrations"))
+}
+
 /// Reachable, and every migration this build knows has been applied.
 pub(crate) async fn check_current(pool: &PgPool) -> Result<(), StoreError> {
-    let applied: i64 =
-        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
-            .fetch_one(pool)
-            .await
-            .map_err(crate::rows::unavailable("ping"))?;
+    let applied = applied_version(pool).await?;
     let needed = latest_version(&migrator());
     if applied < needed {
         return Err(StoreError::Migration(format!(

@@ -60,6 +60,13 @@ pub(crate) async fn write_transaction(
         .map_err(rows::unavailable(operation))
 }
 
+/// Whether opening brings the schema up to date, or takes the file as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    Migrate,
+    AsFound,
+}
+
 /// The SQLite store. Cheap to clone; clones share its pools.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -74,19 +81,29 @@ impl SqliteStore {
     /// Opens (creating if missing) the database file at `path` and brings its schema up to
     /// date.
     pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        Self::connect_with(SqliteConnectOptions::new().filename(path)).await
+        Self::connect_with(SqliteConnectOptions::new().filename(path), Opening::Migrate).await
+    }
+
+    /// Opens the existing database file at `path` as it is: it neither creates the file nor
+    /// migrates its schema (`ping` says whether the schema is current), for checks that must
+    /// change nothing. Refuses a schema newer than this build.
+    pub async fn open_as_found(path: &Path) -> Result<SqliteStore, StoreError> {
+        Self::connect_with(SqliteConnectOptions::new().filename(path), Opening::AsFound).await
     }
 
     /// Opens a `sqlite://…` URL with the same settings as `open`.
     pub async fn open_url(url: &str) -> Result<SqliteStore, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|error| StoreError::Unavailable(format!("invalid sqlite url: {error}")))?;
-        Self::connect_with(options).await
+        Self::connect_with(options, Opening::Migrate).await
     }
 
-    async fn connect_with(options: SqliteConnectOptions) -> Result<SqliteStore, StoreError> {
+    async fn connect_with(
+        options: SqliteConnectOptions,
+        opening: Opening,
+    ) -> Result<SqliteStore, StoreError> {
         let options = options
-            .create_if_missing(true)
+            .create_if_missing(opening == Opening::Migrate)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
@@ -103,7 +120,10 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(rows::unavailable("open"))?;
-        migrate::run(&pool).await?;
+        match opening {
+            Opening::Migrate => migrate::run(&pool).await?,
+            Opening::AsFound => migrate::refuse_newer_schema(&pool).await?,
+        }
         let rotations = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.pragma("cache_size", ROTATIONS_CACHE_SIZE))

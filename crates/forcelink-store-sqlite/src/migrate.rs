@@ -103,7 +103,7 @@ fn latest_version(migrator: &Migrator) -> i64 {
 /// race with another migrating the same file fails once; the retry then finds it applied.
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
     let migrator = migrator();
-    refuse_newer_schema(pool, latest_version(&migrator)).await?;
+    refuse_newer_schema(pool).await?;
     if migrator.run(pool).await.is_ok() {
         return Ok(());
     }
@@ -116,22 +116,9 @@ pub(crate) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
 /// Refuses a file that a newer build has migrated past what this one knows: those migrations
 /// may have changed what this build reads and writes. (sqlx would refuse it too, with a
 /// message about a missing migration that does not say what to do.)
-async fn refuse_newer_schema(pool: &SqlitePool, known: i64) -> Result<(), StoreError> {
-    let has_table: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master \
-         WHERE type = 'table' AND name = '_sqlx_migrations')",
-    )
-    .fetch_one(pool)
-    .await
-    .map_err(crate::rows::unavailable("migrations"))?;
-    if !has_table {
-        return Ok(());
-    }
-    let applied: i64 =
-        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
-            .fetch_one(pool)
-            .await
-            .map_err(crate::rows::unavailable("migrations"))?;
+pub(crate) async fn refuse_newer_schema(pool: &SqlitePool) -> Result<(), StoreError> {
+    let known = latest_version(&migrator());
+    let applied = applied_version(pool).await?;
     if applied > known {
         return Err(StoreError::Migration(format!(
             "sqlite: the database schema is at version {applied}, newer than this build of \
@@ -142,13 +129,27 @@ async fn refuse_newer_schema(pool: &SqlitePool, known: i64) -> Result<(), StoreE
     Ok(())
 }
 
+/// The highest migration applied to the file, 0 when none is (no migrations table yet).
+async fn applied_version(pool: &SqlitePool) -> Result<i64, StoreError> {
+    let has_table: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master \
+         WHERE type = 'table' AND name = '_sqlx_migrations')",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(crate::rows::unavailable("migrations"))?;
+    if !has_table {
+        return Ok(0);
+    }
+    sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await
+        .map_err(crate::rows::unavailable("migrations"))
+}
+
 /// Reachable, and every migration this build knows has been applied.
 pub(crate) async fn check_current(pool: &SqlitePool) -> Result<(), StoreError> {
-    let applied: i64 =
-        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
-            .fetch_one(pool)
-            .await
-            .map_err(crate::rows::unavailable("ping"))?;
+    let applied = applied_version(pool).await?;
     let needed = latest_version(&migrator());
     if applied < needed {
         return Err(StoreError::Migration(format!(

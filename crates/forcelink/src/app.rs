@@ -50,23 +50,56 @@ impl StoreLocation {
     }
 }
 
+/// Whether opening the store brings its schema up to date (every command but `doctor`), or
+/// takes it as it is and creates nothing (`doctor`, which must change nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOpening {
+    Migrate,
+    AsFound,
+}
+
 pub async fn open_store(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
+    open_store_for(config, StoreOpening::Migrate).await
+}
+
+pub async fn open_store_for(
+    config: &StoreConfig,
+    opening: StoreOpening,
+) -> anyhow::Result<Arc<dyn Store>> {
     match StoreLocation::parse(&config.url)? {
         StoreLocation::Sqlite(path) => {
-            let store = SqliteStore::open(&path).await.with_context(|| {
-                format!(
-                    "cannot open the SQLite store at {}: check the path is writable",
-                    path.display()
-                )
-            })?;
+            let store = match opening {
+                StoreOpening::Migrate => SqliteStore::open(&path).await.with_context(|| {
+                    format!(
+                        "cannot open the SQLite store at {}: check the path is writable",
+                        path.display()
+                    )
+                })?,
+                StoreOpening::AsFound => {
+                    if !path.is_file() {
+                        return Err(anyhow!(
+                            "there is no SQLite store at {}: check store.url (`forcelink serve` \
+                             creates it)",
+                            path.display()
+                        ));
+                    }
+                    SqliteStore::open_as_found(&path).await.with_context(|| {
+                        format!("cannot open the SQLite store at {}", path.display())
+                    })?
+                }
+            };
             Ok(Arc::new(store))
         }
         StoreLocation::Postgres(url) => {
-            let store = PostgresStore::connect(&url, config.max_connections)
-                .await
-                .context(
-                    "cannot open the PostgreSQL store: check store.url and that the server is up",
-                )?;
+            let connecting = match opening {
+                StoreOpening::Migrate => PostgresStore::connect(&url, config.max_connections).await,
+                StoreOpening::AsFound => {
+                    PostgresStore::connect_as_found(&url, config.max_connections).await
+                }
+            };
+            let store = connecting.context(
+                "cannot open the PostgreSQL store: check store.url and that the server is up",
+            )?;
             Ok(Arc::new(store))
         }
     }
@@ -165,12 +198,20 @@ pub struct Wiring {
 }
 
 pub async fn wire(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Wiring> {
+    wire_for(config, clock, StoreOpening::Migrate).await
+}
+
+pub async fn wire_for(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    opening: StoreOpening,
+) -> anyhow::Result<Wiring> {
     config.validate_keys()?;
     config.validate_refresh()?;
     config.validate_heartbeat()?;
     let ring = Arc::new(key_ring(&config.keys)?);
     let hosts = Arc::new(LoginHostPolicy::from_config(&config.salesforce)?);
-    let store = open_store(&config.store).await?;
+    let store = open_store_for(&config.store, opening).await?;
     let options = ClientOptions {
         timeout: std::time::Duration::from_secs(u64::from(
             config.salesforce.request_timeout_seconds,

@@ -289,3 +289,24 @@ async fn a_database_migrated_by_a_newer_build_is_refused() {
     })
     .await;
 }
+
+/// Connected as found, an empty database stays empty: `ping` reports the schema behind this
+/// build, and no migration runs.
+#[tokio::test]
+async fn connecting_as_found_migrates_nothing() {
+    let Some(server) = server_url() else { return };
+    with_database(&server, |url| async move {
+        let store = PostgresStore::connect_as_found(&url, 2).await.unwrap();
+        let error = store.ping().await.unwrap_err().to_string();
+        assert!(error.contains("schema is at version 0"), "{error}");
+        let mut raw = sqlx::PgConnection::connect(&url).await.unwrap();
+        let tables: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'",
+        )
+        .fetch_one(&mut raw)
+        .await
+        .unwrap();
+        assert_eq!(tables, 0, "connecting as found created tables");
+    })
+    .await;
+}

@@ -72,7 +72,8 @@ pub async fn run(config: &Config, clock: Arc<dyn Clock>) -> Vec<Finding> {
         return findings;
     }
     findings.push(Finding::ok("config", "the configuration is valid"));
-    let wiring = match app::wire(config, clock.clone()).await {
+    // As found: the doctor creates no file and migrates nothing.
+    let wiring = match app::wire_for(config, clock.clone(), app::StoreOpening::AsFound).await {
         Ok(wiring) => wiring,
         Err(error) => {
             findings.push(Finding::fail(
@@ -90,7 +91,8 @@ pub async fn run(config: &Config, clock: Arc<dyn Clock>) -> Vec<Finding> {
             findings.push(Finding::fail(
                 "store",
                 error.to_string(),
-                "check store.url; run `forcelink serve` once to migrate",
+                "start `forcelink serve` of this build once to migrate the store (doctor never \
+                 changes it), or check store.url",
             ));
             return findings;
         }

@@ -72,6 +72,58 @@ async fn config_and_store_failures_stop_the_examination() {
     assert_eq!(doctor::exit_code(&findings), 1);
 }
 
+/// The doctor changes no store: it creates no file where `store.url` points at nothing, and
+/// reports a schema behind this build instead of migrating it.
+#[tokio::test]
+async fn doctor_neither_creates_nor_migrates_the_store() {
+    use sqlx::Connection;
+
+    let (app, _) = connected_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("forcelink.db");
+    let mut config = app.config.clone();
+    config.store.url = format!("sqlite:{}", path.display());
+    let findings = examine(&config).await;
+    let store = findings.iter().find(|f| f.check == "store").unwrap();
+    assert_eq!(store.status, Status::Fail);
+    assert!(store.summary.contains("no SQLite store"), "{store:?}");
+    assert!(!path.exists(), "the doctor created {}", path.display());
+
+    // A store one migration behind this build.
+    forcelink_store_sqlite::SqliteStore::open(&path)
+        .await
+        .unwrap();
+    let url = format!("sqlite:{}", path.display());
+    let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let latest: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+        .fetch_one(&mut raw)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = ?1")
+        .bind(latest)
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    let findings = examine(&config).await;
+    let store = findings.iter().find(|f| f.check == "store").unwrap();
+    assert_eq!(store.status, Status::Fail, "{findings:?}");
+    assert!(
+        store
+            .summary
+            .contains(&format!("schema is at version {}", latest - 1)),
+        "{store:?}"
+    );
+    assert!(
+        store.fix.as_deref().unwrap().contains("forcelink serve"),
+        "{store:?}"
+    );
+    let after: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+        .fetch_one(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(after, latest - 1, "the doctor migrated the store");
+}
+
 #[tokio::test]
 async fn key_ring_check_finds_old_and_missing_keys() {
     let (app, _) = connected_app().await;
