@@ -322,8 +322,10 @@ pub(crate) async fn retry(
             since,
         } => ("endpoint_id", id, event_kind.as_deref(), *since),
     };
+    // READ COMMITTED whatever the database's default, as the claim: the re-check below holds
+    // only there (stricter levels would fail the statement instead).
     let mut transaction = pool
-        .begin()
+        .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
         .await
         .map_err(unavailable("retry_webhook_deliveries begin"))?;
     let mut retried = Retried::default();

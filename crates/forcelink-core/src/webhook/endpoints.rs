@@ -145,17 +145,32 @@ impl Broker {
     /// An operator's retry of one delivery: sent again now, with a fresh attempt budget if it
     /// had failed for good, or brought forward if it was waiting for a later retry.
     pub async fn retry_webhook_delivery(&self, id: &str) -> Result<Retried, WebhookError> {
-        let retried = self
+        let target = RetryTarget::Delivery(id.to_string());
+        let mut retried = self
             .store
-            .retry_webhook_deliveries(&RetryTarget::Delivery(id.to_string()), self.clock.now())
+            .retry_webhook_deliveries(&target, self.clock.now())
             .await?;
         if retried.is_empty() {
-            return Err(match self.store.webhook_delivery_state(id).await? {
-                None => WebhookError::DeliveryNotFound(id.to_string()),
-                Some(DeliveryState::Delivered) => WebhookError::AlreadyDelivered(id.to_string()),
-                // Pending and due (or leased), or failed by an attempt that ended just now.
-                Some(_) => WebhookError::AlreadyDue(id.to_string()),
-            });
+            let state = match self.store.webhook_delivery_state(id).await? {
+                // Failed by an attempt that ended after the retry looked: retry it now.
+                Some(DeliveryState::Failed) => {
+                    retried = self
+                        .store
+                        .retry_webhook_deliveries(&target, self.clock.now())
+                        .await?;
+                    self.store.webhook_delivery_state(id).await?
+                }
+                state => state,
+            };
+            if retried.is_empty() {
+                return Err(match state {
+                    None => WebhookError::DeliveryNotFound(id.to_string()),
+                    Some(DeliveryState::Delivered) => {
+                        WebhookError::AlreadyDelivered(id.to_string())
+                    }
+                    Some(_) => WebhookError::AlreadyDue(id.to_string()),
+                });
+            }
         }
         tracing::info!(
             delivery = %id,

@@ -4,7 +4,7 @@
 //! secret (core's errors are built without them).
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use forcelink_core::BrokerError;
 use serde_json::json;
@@ -112,4 +112,23 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The answer for a path no route serves: 404 `not_found` (the path only: a query string may
+/// carry a secret).
+pub async fn no_route(uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route serves {}", uri.path()),
+    )
+}
+
+/// The answer for a method a route does not serve: 405 `method_not_allowed`.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not served at {}", uri.path()),
+    )
 }

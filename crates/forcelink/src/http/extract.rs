@@ -1,6 +1,6 @@
 //! The query and path extractors of the API: axum's, with their rejections turned into the
 //! API's error body (400 `invalid_query` / `invalid_path` and a message naming the field),
-//! instead of axum's plain-text answer.
+//! instead of axum's plain-text answer. A rejection that is the server's fault stays a 500.
 
 use axum::extract::{FromRequestParts, rejection};
 use axum::http::request::Parts;
@@ -34,6 +34,23 @@ fn query_error(rejection: &rejection::QueryRejection) -> ApiError {
     )
 }
 
+/// A path rejection that is the server's fault (a handler asking for a parameter its route
+/// lacks) stays a 500, without its text.
+fn path_error(rejection: &rejection::PathRejection) -> ApiError {
+    if rejection.status().is_server_error() {
+        tracing::error!(rejection = %rejection.body_text(), "path parameters do not fit the route");
+        return ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        );
+    }
+    ApiError::bad_request(
+        "invalid_path",
+        format!("the path is not valid: {}", rejection.body_text()),
+    )
+}
+
 /// `axum::extract::Path`, refusing a path segment that does not decode with 400
 /// `invalid_path`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -49,10 +66,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(Self(value)),
-            Err(rejection) => Err(ApiError::bad_request(
-                "invalid_path",
-                format!("the path is not valid: {}", rejection.body_text()),
-            )),
+            Err(rejection) => Err(path_error(&rejection)),
         }
     }
 }

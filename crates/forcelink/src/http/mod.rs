@@ -77,6 +77,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .layer(RequestBodyLimitLayer::new(64 * 1024))
         .merge(proxy)
+        // After every route: JSON errors, not axum's empty 404 / 405.
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -295,7 +295,10 @@ pub async fn retry_delivery(
     Ok(Json(retried_view(&retried)))
 }
 
+/// A retry's filters. Unknown parameters are refused: a mistyped filter must not widen a
+/// retry to the whole endpoint.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RetryQuery {
     /// Only deliveries of this event kind.
     event: Option<String>,

@@ -72,6 +72,22 @@ async fn unknown_org_and_bad_ids_get_stable_errors() {
         body["message"].as_str().unwrap().contains("limit"),
         "{body}"
     );
+    // No route, or a method the route does not serve: the same JSON body, never the query.
+    let (status, body) = app
+        .api(reqwest::Method::GET, "/v1/nothing-here?token=secret", None)
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    assert!(!body.to_string().contains("secret"), "{body}");
+    let (status, body) = app.api(reqwest::Method::PUT, "/v1/events", None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (405, Some("method_not_allowed")),
+        "{body}"
+    );
 }
 
 #[tokio::test]

@@ -75,6 +75,11 @@ async fn the_operator_retries_a_failed_delivery_and_brings_a_waiting_one_forward
             400,
             "invalid_event_kind",
         ),
+        (
+            format!("/v1/webhooks/endpoints/{endpoint_id}/retry?kind=connection.revoked"),
+            400,
+            "invalid_query",
+        ),
     ] {
         let (got, body) = retry(&app, &path).await;
         assert_eq!(

@@ -255,12 +255,16 @@ pub(super) async fn waiting_deliveries_are_brought_forward_within_the_filters(
         );
     }
 
-    // In flight: left alone, and its claim still holds it.
-    assert!(
-        retry_at(&store, RetryTarget::Delivery(in_flight.clone()), 30)
-            .await
-            .is_empty()
-    );
+    // In flight: left alone, and its claim still holds it. Also at 19, before the time it
+    // fell due at (a retrying clock behind the claimer's), where only its lease protects it.
+    for second in [19, 30] {
+        assert!(
+            retry_at(&store, RetryTarget::Delivery(in_flight.clone()), second)
+                .await
+                .is_empty(),
+            "at {second}"
+        );
+    }
 
     // An unknown kind matches nothing; one kind takes only its own deliveries.
     let only = |kind: &str, since: Option<i64>| RetryTarget::Endpoint {
