@@ -36,7 +36,7 @@ pub enum WebhooksCommand {
         #[arg(long)]
         event: Option<String>,
         /// At most this many (1–1000).
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: u32,
         #[arg(long)]
         json: bool,
@@ -44,9 +44,10 @@ pub enum WebhooksCommand {
     /// Send deliveries again now: failed ones with a fresh attempt budget, and ones waiting
     /// for a later retry brought forward. Give --delivery, or --endpoint (optionally narrowed
     /// by --event and --since).
+    #[command(group = clap::ArgGroup::new("target").required(true).args(["delivery", "endpoint"]))]
     Retry {
         /// One delivery, by id (msg_…).
-        #[arg(long, required_unless_present = "endpoint", conflicts_with_all = ["endpoint", "event", "since"])]
+        #[arg(long, conflicts_with_all = ["event", "since"])]
         delivery: Option<String>,
         /// Every failed or waiting delivery of this endpoint (whe_…).
         #[arg(long)]
@@ -85,7 +86,7 @@ pub async fn run(config: &Config, command: &WebhooksCommand) -> anyhow::Result<(
                 event_kind: event.as_deref().map(known_kind).transpose()?,
                 event_id: None,
                 state: state.as_deref().map(delivery_state).transpose()?,
-                limit: (*limit).clamp(1, 1000),
+                limit: *limit,
             };
             let found = broker.store().webhook_deliveries(&filter).await?;
             let views: Vec<DeliveryView> = found.iter().map(DeliveryView::from).collect();
@@ -186,8 +187,17 @@ fn print_endpoints(views: &[EndpointView]) {
             view.source,
             view.queued_through_event_id,
             view.events.len(),
-            view.url
+            without_query(&view.url)
         );
+    }
+}
+
+/// A url as the table shows it: without its query string, which may carry a receiver's token
+/// (`--json` shows it whole, as the API does).
+fn without_query(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{base}?…"),
+        None => url.to_string(),
     }
 }
 
