@@ -13,8 +13,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use forcelink::config::{SecretSetting, WebhookEndpointConfig, WebhooksConfig};
 use forcelink::webhooks::HttpWebhookSender;
-use forcelink_core::Clock;
 use forcelink_core::webhook::{NewEndpoint, WebhookSender, WebhookSettings};
+use forcelink_core::{Broker, Clock};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -677,23 +677,33 @@ async fn a_failed_claim_lets_the_deliveries_in_flight_finish_and_the_next_tick_s
     app.finish().await;
 }
 
-/// Recording an attempt that the store refuses as unavailable is tried again after a short
-/// pause: the delivery is recorded once and not sent again when its lease lapses.
-#[tokio::test]
-async fn an_attempt_the_store_fails_to_record_twice_is_recorded_on_the_third_try() {
-    let (mut app, mut receiver, sender) = worker_off_with_a_held_receiver().await;
+/// One connection's delivery sent by a tick of a worker whose store has `fault`; checks that
+/// it was delivered with one attempt in the log, and returns what a second tick needs.
+async fn one_delivery_through(
+    fault: impl FnOnce(&FaultyStore),
+) -> (TestApp, Receiver, Arc<dyn WebhookSender>, Arc<Broker>) {
+    let (mut app, receiver, sender) = worker_off_with_a_held_receiver().await;
     receiver.answer();
     let org = app.org(LoginKind::Production).await;
     app.connect_ok(&org).await;
     let faulty = Arc::new(FaultyStore::new(app.broker().store().clone()));
-    faulty.fail_webhook_finishes(2);
-    let broker = Arc::new(app.broker().on_store(faulty.clone()));
+    fault(&faulty);
+    let broker = Arc::new(app.broker().on_store(faulty));
     let settings = forcelink::webhooks::settings(&WebhooksConfig::default());
     let report = broker.webhook_tick(&sender, &settings).await.unwrap();
     assert_eq!((report.claimed, report.delivered), (1, 1), "{report:?}");
     let delivered = deliveries(&app, "state=delivered").await;
     assert_eq!(delivered.len(), 1, "{delivered:?}");
-    assert_eq!(delivered[0]["attempts"], 1);
+    assert_eq!(attempt_numbers(&delivered[0]), [1]);
+    (app, receiver, sender, broker)
+}
+
+/// Recording an attempt that the store refuses as unavailable is tried again after a short
+/// pause: the delivery is recorded once and not sent again when its lease lapses.
+#[tokio::test]
+async fn an_attempt_the_store_fails_to_record_twice_is_recorded_on_the_third_try() {
+    let (app, mut receiver, _, _) =
+        one_delivery_through(|faulty| faulty.fail_webhook_finishes(2)).await;
     assert_eq!(receiver.wait_for(1).await.len(), 1);
     app.finish().await;
 }
@@ -703,21 +713,11 @@ async fn an_attempt_the_store_fails_to_record_twice_is_recorded_on_the_third_try
 /// never sent again.
 #[tokio::test]
 async fn an_attempt_recorded_with_its_answer_lost_is_recorded_once() {
-    let (mut app, receiver, sender) = worker_off_with_a_held_receiver().await;
-    receiver.answer();
-    let org = app.org(LoginKind::Production).await;
-    app.connect_ok(&org).await;
-    let faulty = Arc::new(FaultyStore::new(app.broker().store().clone()));
-    faulty.lose_webhook_finish_answers(1);
-    let broker = Arc::new(app.broker().on_store(faulty.clone()));
-    let settings = forcelink::webhooks::settings(&WebhooksConfig::default());
-    let report = broker.webhook_tick(&sender, &settings).await.unwrap();
-    assert_eq!((report.claimed, report.delivered), (1, 1), "{report:?}");
-    let delivered = deliveries(&app, "state=delivered").await;
-    assert_eq!(delivered.len(), 1, "{delivered:?}");
-    assert_eq!(attempt_numbers(&delivered[0]), [1]);
+    let (app, receiver, sender, broker) =
+        one_delivery_through(|faulty| faulty.lose_webhook_finish_answers(1)).await;
     // Past any lease: nothing is due, so nothing is sent again.
     app.advance(PAST_RETRY);
+    let settings = forcelink::webhooks::settings(&WebhooksConfig::default());
     let report = broker.webhook_tick(&sender, &settings).await.unwrap();
     assert_eq!(report.claimed, 0, "{report:?}");
     assert_eq!(receiver.requests().len(), 1);
