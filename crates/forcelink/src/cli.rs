@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use forcelink_core::{ConnectionContext, ConnectionKey, KeyRing, OrgId, SystemClock};
+use forcelink_core::{ConnectionContext, ConnectionKey, KeyRing, OrgId, StoreError, SystemClock};
 
 use crate::app;
 use crate::config::Config;
@@ -240,6 +240,23 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
     server.stop().await
 }
 
+/// The wiring for a CLI command: the store as found, which must be at this build's schema. CLI
+/// commands never create or migrate a store (only `serve` does): a new build run against a live
+/// store must not change its schema under the instances running there.
+pub(crate) async fn wire_existing(config: &Config) -> anyhow::Result<app::Wiring> {
+    let wiring = app::wire_for(config, Arc::new(SystemClock), app::StoreOpening::AsFound).await?;
+    if let Err(error) = wiring.broker.store().ping().await {
+        return Err(match error {
+            StoreError::Migration(_) => anyhow::anyhow!(
+                "{error}: start `forcelink serve` of this build once to migrate the store (other \
+                 commands never change its schema)"
+            ),
+            other => anyhow::Error::new(other).context("the store is not usable: check store.url"),
+        });
+    }
+    Ok(wiring)
+}
+
 fn parse_key(org_id: &str, ctx: &str) -> anyhow::Result<ConnectionKey> {
     let org = OrgId::parse(org_id).with_context(|| {
         format!("{org_id:?} is not an org id (15 or 18 characters, starting 00D)")
@@ -249,7 +266,7 @@ fn parse_key(org_id: &str, ctx: &str) -> anyhow::Result<ConnectionKey> {
 }
 
 async fn connections(config: &Config, command: &ConnectionsCommand) -> anyhow::Result<()> {
-    let wiring = app::wire(config, Arc::new(SystemClock)).await?;
+    let wiring = wire_existing(config).await?;
     let store = wiring.broker.store();
     match command {
         ConnectionsCommand::List { json } => {
@@ -285,7 +302,7 @@ async fn connections(config: &Config, command: &ConnectionsCommand) -> anyhow::R
 }
 
 async fn agents(config: &Config, command: &AgentsCommand) -> anyhow::Result<()> {
-    let wiring = app::wire(config, Arc::new(SystemClock)).await?;
+    let wiring = wire_existing(config).await?;
     match command {
         AgentsCommand::Create {
             name,
@@ -389,7 +406,7 @@ pub fn print_table(views: &[ConnectionView]) {
 }
 
 async fn keys(config: &Config, command: &KeysCommand) -> anyhow::Result<()> {
-    let wiring = app::wire(config, Arc::new(SystemClock)).await?;
+    let wiring = wire_existing(config).await?;
     match command {
         KeysCommand::Generate => {}
         KeysCommand::Rotate => {
@@ -421,7 +438,7 @@ async fn keys(config: &Config, command: &KeysCommand) -> anyhow::Result<()> {
 }
 
 async fn incidents_export(config: &Config, output: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let wiring = app::wire(config, Arc::new(SystemClock)).await?;
+    let wiring = wire_existing(config).await?;
     let timelines = wiring.broker.incident_timelines(500).await?;
     let document = serde_json::json!({
         "generated_by": concat!("forcelink ", env!("CARGO_PKG_VERSION")),

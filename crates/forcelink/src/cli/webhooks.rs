@@ -4,16 +4,12 @@
 //!
 //! It must not print a secret: endpoint secrets stay sealed, and deliveries carry no body.
 
-use std::sync::Arc;
-
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
-use forcelink_core::SystemClock;
 use forcelink_core::store::{DeliveryFilter, DeliveryState, Retried};
 use forcelink_core::webhook::EVENT_KINDS;
 
-use crate::app;
 use crate::config::Config;
 use crate::http::webhooks::{DeliveryView, EndpointView};
 
@@ -62,7 +58,7 @@ pub enum WebhooksCommand {
 }
 
 pub async fn run(config: &Config, command: &WebhooksCommand) -> anyhow::Result<()> {
-    let wiring = app::wire(config, Arc::new(SystemClock)).await?;
+    let wiring = super::wire_existing(config).await?;
     let broker = &wiring.broker;
     match command {
         WebhooksCommand::Endpoints { json } => {

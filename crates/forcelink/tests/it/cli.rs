@@ -138,3 +138,78 @@ fn a_heartbeat_interval_too_close_to_the_idle_ttl_fails_at_start() {
         "{stderr}"
     );
 }
+
+/// CLI commands never create or migrate a store (only `serve` does): on a missing SQLite file
+/// and on a schema one migration behind they fail, saying to start `serve`, and leave it.
+#[test]
+fn cli_commands_neither_create_nor_migrate_the_store() {
+    use sqlx::Connection;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("forcelink.db");
+    let file = dir.path().join("forcelink.toml");
+    let key = forcelink_core::KeyRing::generate_key()
+        .into_string()
+        .unwrap();
+    std::fs::write(
+        &file,
+        format!(
+            "[salesforce]\nclient_id = \"abc\"\n[admin]\napi_key = \"an-admin-key-that-is-long-enough\"\n[keys]\nactive = \"k1\"\n[keys.ring]\nk1 = \"{key}\"\n[store]\nurl = \"sqlite:{}\"\n",
+            path.display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let output = forcelink()
+            .args(["--config", file.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (ok, stderr) = run(&["connections", "list"]);
+    assert!(!ok && stderr.contains("no SQLite store"), "{stderr}");
+    assert!(!path.exists(), "the CLI created {}", path.display());
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let url = format!("sqlite:{}", path.display());
+    let latest: i64 = runtime.block_on(async {
+        forcelink_store_sqlite::SqliteStore::open(&path)
+            .await
+            .unwrap();
+        let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let latest: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+            .fetch_one(&mut raw)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version = ?1")
+            .bind(latest)
+            .execute(&mut raw)
+            .await
+            .unwrap();
+        latest
+    });
+    for args in [
+        &["agents", "list"][..],
+        &["webhooks", "retry", "--endpoint", "whe_x"][..],
+    ] {
+        let (ok, stderr) = run(args);
+        assert!(!ok, "{args:?} succeeded");
+        assert!(
+            stderr.contains(&format!("schema is at version {}", latest - 1))
+                && stderr.contains("start `forcelink serve`"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let after: i64 = runtime.block_on(async {
+        let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+            .fetch_one(&mut raw)
+            .await
+            .unwrap()
+    });
+    assert_eq!(after, latest - 1, "a CLI command migrated the store");
+}
