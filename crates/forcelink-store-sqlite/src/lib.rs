@@ -102,9 +102,14 @@ impl SqliteStore {
         options: SqliteConnectOptions,
         opening: Opening,
     ) -> Result<SqliteStore, StoreError> {
+        let options = options.create_if_missing(opening == Opening::Migrate);
+        // WAL is a property of the file: set it when creating or migrating, and leave a file
+        // opened as found as it is (a store `open` made is WAL already).
+        let options = match opening {
+            Opening::Migrate => options.journal_mode(SqliteJournalMode::Wal),
+            Opening::AsFound => options,
+        };
         let options = options
-            .create_if_missing(opening == Opening::Migrate)
-            .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)

@@ -153,7 +153,7 @@ pub(crate) async fn check_current(pool: &SqlitePool) -> Result<(), StoreError> {
     let needed = latest_version(&migrator());
     if applied < needed {
         return Err(StoreError::Migration(format!(
-            "schema is at version {applied}, this build needs {needed}; restart to migrate"
+            "schema is at version {applied}, behind this build's {needed}"
         )));
     }
     Ok(())

@@ -11,7 +11,7 @@ use anyhow::{Context, anyhow};
 use chrono::Duration;
 use forcelink_core::{
     AgentKeys, Broker, BrokerSettings, ClientCredentials, ClientSecret, Clock, KeyRing,
-    SecretBytes, Store,
+    SecretBytes, Store, StoreError,
 };
 use forcelink_salesforce::{ClientOptions, SalesforceClient};
 use forcelink_store_postgres::PostgresStore;
@@ -50,8 +50,9 @@ impl StoreLocation {
     }
 }
 
-/// Whether opening the store brings its schema up to date (every command but `doctor`), or
-/// takes it as it is and creates nothing (`doctor`, which must change nothing).
+/// Whether opening the store creates it and brings its schema up to date (`serve`, and the
+/// demo and benchmarks, which make their own), or takes it as it is and creates nothing (every
+/// other command: the CLI and `doctor` must not change a live store's schema).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreOpening {
     Migrate,
@@ -69,22 +70,20 @@ pub async fn open_store_for(
     match StoreLocation::parse(&config.url)? {
         StoreLocation::Sqlite(path) => {
             let store = match opening {
-                StoreOpening::Migrate => SqliteStore::open(&path).await.with_context(|| {
-                    format!(
-                        "cannot open the SQLite store at {}: check the path is writable",
-                        path.display()
-                    )
+                StoreOpening::Migrate => SqliteStore::open(&path).await.map_err(|error| {
+                    opening_error(error, || {
+                        format!(
+                            "cannot open the SQLite store at {}: check the path is writable",
+                            path.display()
+                        )
+                    })
                 })?,
                 StoreOpening::AsFound => {
-                    if !path.is_file() {
-                        return Err(anyhow!(
-                            "there is no SQLite store at {}: check store.url (`forcelink serve` \
-                             creates it)",
-                            path.display()
-                        ));
-                    }
-                    SqliteStore::open_as_found(&path).await.with_context(|| {
-                        format!("cannot open the SQLite store at {}", path.display())
+                    found_sqlite_file(&path)?;
+                    SqliteStore::open_as_found(&path).await.map_err(|error| {
+                        opening_error(error, || {
+                            format!("cannot open the SQLite store at {}", path.display())
+                        })
                     })?
                 }
             };
@@ -97,11 +96,48 @@ pub async fn open_store_for(
                     PostgresStore::connect_as_found(&url, config.max_connections).await
                 }
             };
-            let store = connecting.context(
-                "cannot open the PostgreSQL store: check store.url and that the server is up",
-            )?;
+            let store = connecting.map_err(|error| {
+                opening_error(error, || {
+                    "cannot open the PostgreSQL store: check store.url and that the server is up"
+                        .to_string()
+                })
+            })?;
             Ok(Arc::new(store))
         }
+    }
+}
+
+/// A store's error with `context` added, except a schema error, whose message already says
+/// what is wrong and which a connectivity hint would only muddle.
+fn opening_error(error: StoreError, context: impl FnOnce() -> String) -> anyhow::Error {
+    match error {
+        StoreError::Migration(_) => anyhow::Error::new(error),
+        other => anyhow::Error::new(other).context(context()),
+    }
+}
+
+/// The SQLite file a store opened as found must be: there, a file, readable. `file:` URIs and
+/// `:memory:` are left to SQLite.
+fn found_sqlite_file(path: &std::path::Path) -> anyhow::Result<()> {
+    let text = path.to_string_lossy();
+    if text.starts_with("file:") || text == ":memory:" {
+        return Ok(());
+    }
+    match std::fs::metadata(path) {
+        Ok(metadata) if metadata.is_dir() => Err(anyhow!(
+            "store.url points at {}, a directory: name the database file in it",
+            path.display()
+        )),
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(anyhow!(
+            "there is no SQLite store at {}: check store.url (`forcelink serve` creates it)",
+            path.display()
+        )),
+        Err(error) => Err(anyhow!(
+            "cannot reach the SQLite store at {}: {error} (run as the user `forcelink serve` \
+             runs as)",
+            path.display()
+        )),
     }
 }
 

@@ -176,23 +176,46 @@ async fn a_file_migrated_by_a_newer_build_is_refused_and_left_alone() {
     store.save_grant(&grant(&ring, "a", "r")).await.unwrap();
     drop(store);
     let mut raw = raw_connection(&path).await;
-    sqlx::query(
-        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-         VALUES (9999, 'from the future', 1, x'00', 0)",
+    // The newest real migration is taken out of the record too, so that an open which ran
+    // migrations would apply it again.
+    let (latest, description, checksum): (i64, String, Vec<u8>) = sqlx::query_as(
+        "SELECT version, description, checksum FROM _sqlx_migrations \
+         ORDER BY version DESC LIMIT 1",
     )
-    .execute(&mut raw)
+    .fetch_one(&mut raw)
     .await
     .unwrap();
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = ?1")
+        .bind(latest)
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    let record = |version: i64, description: &str, checksum: &[u8]| {
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+             execution_time) VALUES (?1, ?2, 1, ?3, 0)",
+        )
+        .bind(version)
+        .bind(description.to_string())
+        .bind(checksum.to_vec())
+    };
+    record(9999, "from the future", &[0])
+        .execute(&mut raw)
+        .await
+        .unwrap();
     let error = SqliteStore::open(&path).await.unwrap_err().to_string();
     assert!(
         error.contains("schema is at version 9999, newer than this build")
             && error.contains("run that version"),
         "{error}"
     );
-    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
-        .fetch_one(&mut raw)
-        .await
-        .unwrap();
+    let reapplied: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE version = ?1")
+            .bind(latest)
+            .fetch_one(&mut raw)
+            .await
+            .unwrap();
+    assert_eq!(reapplied, 0, "the refused open applied a migration");
     let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM connections")
         .fetch_one(&mut raw)
         .await
@@ -202,13 +225,37 @@ async fn a_file_migrated_by_a_newer_build_is_refused_and_left_alone() {
         .execute(&mut raw)
         .await
         .unwrap();
-    let reopened = SqliteStore::open(&path).await.unwrap();
-    assert_eq!(reopened.connections().await.unwrap().len(), 1);
-    let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
-        .fetch_one(&mut raw)
+    record(latest, &description, &checksum)
+        .execute(&mut raw)
         .await
         .unwrap();
-    assert_eq!(after, applied - 1, "the refused open applied nothing");
+    let reopened = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(reopened.connections().await.unwrap().len(), 1);
+}
+
+/// Opened as found, a file is left byte for byte as it was: not switched to WAL, nothing
+/// created, and `ping` says its schema is behind.
+#[tokio::test]
+async fn a_file_opened_as_found_is_left_as_it_was() {
+    let (_directory, path) = temp_db();
+    let url = format!("sqlite:{}?mode=rwc", path.display());
+    let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("CREATE TABLE elsewhere (id INTEGER PRIMARY KEY)")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    raw.close().await.unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let store = SqliteStore::open_as_found(&path).await.unwrap();
+    let error = store.ping().await.unwrap_err().to_string();
+    assert!(error.contains("schema is at version 0"), "{error}");
+    drop(store);
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the file changed");
+    let wal = path.with_extension("db-wal");
+    assert!(!wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0);
+    let missing = path.with_file_name("missing.db");
+    assert!(SqliteStore::open_as_found(&missing).await.is_err());
+    assert!(!missing.exists(), "opening as found created a file");
 }
 
 #[tokio::test]

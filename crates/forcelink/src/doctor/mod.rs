@@ -9,7 +9,7 @@ mod webhooks;
 
 use std::sync::Arc;
 
-use forcelink_core::Clock;
+use forcelink_core::{Clock, StoreError};
 use serde::Serialize;
 
 use crate::app;
@@ -76,10 +76,17 @@ pub async fn run(config: &Config, clock: Arc<dyn Clock>) -> Vec<Finding> {
     let wiring = match app::wire_for(config, clock.clone(), app::StoreOpening::AsFound).await {
         Ok(wiring) => wiring,
         Err(error) => {
+            let newer = error
+                .chain()
+                .any(|cause| matches!(cause.downcast_ref(), Some(StoreError::Migration(_))));
             findings.push(Finding::fail(
                 "store",
                 format!("{error:#}"),
-                "check store.url and that the database is up",
+                if newer {
+                    "run the doctor of the build that migrated the store, or a later one"
+                } else {
+                    "check store.url and that the database is up"
+                },
             ));
             return findings;
         }

@@ -88,6 +88,11 @@ async fn doctor_neither_creates_nor_migrates_the_store() {
     assert_eq!(store.status, Status::Fail);
     assert!(store.summary.contains("no SQLite store"), "{store:?}");
     assert!(!path.exists(), "the doctor created {}", path.display());
+    let mut at_directory = config.clone();
+    at_directory.store.url = format!("sqlite:{}", dir.path().display());
+    let findings = examine(&at_directory).await;
+    let store = findings.iter().find(|f| f.check == "store").unwrap();
+    assert!(store.summary.contains("a directory"), "{store:?}");
 
     // A store one migration behind this build.
     forcelink_store_sqlite::SqliteStore::open(&path)
