@@ -69,24 +69,22 @@ pub async fn open_store_for(
 ) -> anyhow::Result<Arc<dyn Store>> {
     match StoreLocation::parse(&config.url)? {
         StoreLocation::Sqlite(path) => {
-            let store = match opening {
-                StoreOpening::Migrate => SqliteStore::open(&path).await.map_err(|error| {
-                    opening_error(error, || {
-                        format!(
-                            "cannot open the SQLite store at {}: check the path is writable",
-                            path.display()
-                        )
-                    })
-                })?,
+            let opened = match opening {
+                StoreOpening::Migrate => SqliteStore::open(&path).await,
                 StoreOpening::AsFound => {
                     found_sqlite_file(&path)?;
-                    SqliteStore::open_as_found(&path).await.map_err(|error| {
-                        opening_error(error, || {
-                            format!("cannot open the SQLite store at {}", path.display())
-                        })
-                    })?
+                    SqliteStore::open_as_found(&path).await
                 }
             };
+            let hint = match opening {
+                StoreOpening::Migrate => ": check the path is writable",
+                StoreOpening::AsFound => "",
+            };
+            let store = opened.map_err(|error| {
+                opening_error(error, || {
+                    format!("cannot open the SQLite store at {}{hint}", path.display())
+                })
+            })?;
             Ok(Arc::new(store))
         }
         StoreLocation::Postgres(url) => {

@@ -64,6 +64,15 @@ pub fn validate_url(text: &str) -> Result<String, WebhookError> {
     Ok(url.to_string())
 }
 
+/// Checks one kind against `EVENT_KINDS` (a filter of the delivery log or of a retry).
+pub fn check_kind(kind: &str) -> Result<(), WebhookError> {
+    if EVENT_KINDS.contains(&kind) {
+        Ok(())
+    } else {
+        Err(WebhookError::UnknownEventKind(kind.to_string()))
+    }
+}
+
 /// Checks the kinds against `EVENT_KINDS`; `None` means all. Returns them in canonical order.
 pub fn validate_kinds(kinds: Option<&[String]>) -> Result<Vec<String>, WebhookError> {
     let Some(kinds) = kinds else {
@@ -146,39 +155,34 @@ impl Broker {
     /// had failed for good, or brought forward if it was waiting for a later retry.
     pub async fn retry_webhook_delivery(&self, id: &str) -> Result<Retried, WebhookError> {
         let target = RetryTarget::Delivery(id.to_string());
-        let mut retried = self
-            .store
-            .retry_webhook_deliveries(&target, self.clock.now())
-            .await?;
-        if retried.is_empty() {
-            let state = match self.store.webhook_delivery_state(id).await? {
-                // Failed by an attempt that ended after the retry looked: retry it now.
-                Some(DeliveryState::Failed) => {
-                    retried = self
-                        .store
-                        .retry_webhook_deliveries(&target, self.clock.now())
-                        .await?;
-                    self.store.webhook_delivery_state(id).await?
+        // Twice at most: a delivery failed by an attempt that ended after the first look is
+        // retried on the second.
+        for _ in 0..2 {
+            let retried = self
+                .store
+                .retry_webhook_deliveries(&target, self.clock.now())
+                .await?;
+            if !retried.is_empty() {
+                tracing::info!(
+                    delivery = %id,
+                    failed = !retried.failed.is_empty(),
+                    "webhook delivery retried by the operator"
+                );
+                self.webhook_wake.notify_one();
+                return Ok(retried);
+            }
+            match self.store.webhook_delivery_state(id).await? {
+                None => return Err(WebhookError::DeliveryNotFound(id.to_string())),
+                Some(DeliveryState::Delivered) => {
+                    return Err(WebhookError::AlreadyDelivered(id.to_string()));
                 }
-                state => state,
-            };
-            if retried.is_empty() {
-                return Err(match state {
-                    None => WebhookError::DeliveryNotFound(id.to_string()),
-                    Some(DeliveryState::Delivered) => {
-                        WebhookError::AlreadyDelivered(id.to_string())
-                    }
-                    Some(_) => WebhookError::AlreadyDue(id.to_string()),
-                });
+                Some(DeliveryState::Pending) => {
+                    return Err(WebhookError::AlreadyDue(id.to_string()));
+                }
+                Some(DeliveryState::Failed) => {}
             }
         }
-        tracing::info!(
-            delivery = %id,
-            failed = !retried.failed.is_empty(),
-            "webhook delivery retried by the operator"
-        );
-        self.webhook_wake.notify_one();
-        Ok(retried)
+        Err(WebhookError::AlreadyDue(id.to_string()))
     }
 
     /// An operator's retry of an endpoint's deliveries (optionally of one event kind, queued at
@@ -190,11 +194,7 @@ impl Broker {
         event_kind: Option<&str>,
         since: Option<DateTime<Utc>>,
     ) -> Result<Retried, WebhookError> {
-        if let Some(kind) = event_kind
-            && !EVENT_KINDS.contains(&kind)
-        {
-            return Err(WebhookError::UnknownEventKind(kind.to_string()));
-        }
+        event_kind.map(check_kind).transpose()?;
         if self.store.webhook_endpoint(endpoint_id).await?.is_none() {
             return Err(WebhookError::NotFound(endpoint_id.to_string()));
         }

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use forcelink_core::store::{DeliveryFilter, DeliveryState, Retried};
-use forcelink_core::webhook::EVENT_KINDS;
+use forcelink_core::webhook::endpoints;
 
 use crate::config::Config;
 use crate::http::webhooks::{DeliveryView, EndpointView};
@@ -119,14 +119,8 @@ pub async fn run(config: &Config, command: &WebhooksCommand) -> anyhow::Result<(
 }
 
 fn known_kind(kind: &str) -> anyhow::Result<String> {
-    if EVENT_KINDS.contains(&kind) {
-        Ok(kind.to_string())
-    } else {
-        bail!(
-            "--event {kind:?} is not an event kind; known kinds: {}",
-            EVENT_KINDS.join(", ")
-        )
-    }
+    endpoints::check_kind(kind).map_err(|error| anyhow::anyhow!("--event: {error}"))?;
+    Ok(kind.to_string())
 }
 
 fn delivery_state(text: &str) -> anyhow::Result<DeliveryState> {

@@ -32,6 +32,14 @@ impl ApiError {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
+    /// 500 `internal`, saying nothing more: the cause is logged where it is handled.
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+    }
     pub fn with_retry_after(mut self, seconds: i64) -> Self {
         self.retry_after = Some(seconds);
         self
@@ -87,7 +95,7 @@ impl From<BrokerError> for ApiError {
             }
             BrokerError::Vault(_) => {
                 tracing::error!(%error, "vault failure");
-                Self::new(S::INTERNAL_SERVER_ERROR, "internal", "internal error")
+                Self::internal()
             }
         }
     }

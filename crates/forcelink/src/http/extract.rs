@@ -39,11 +39,7 @@ fn query_error(rejection: &rejection::QueryRejection) -> ApiError {
 fn path_error(rejection: &rejection::PathRejection) -> ApiError {
     if rejection.status().is_server_error() {
         tracing::error!(rejection = %rejection.body_text(), "path parameters do not fit the route");
-        return ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error",
-        );
+        return ApiError::internal();
     }
     ApiError::bad_request(
         "invalid_path",

@@ -14,7 +14,7 @@ use forcelink_core::BrokerError;
 use forcelink_core::store::{
     DeliveryAttempt, DeliveryFilter, DeliveryState, Retried, WebhookDelivery, WebhookEndpoint,
 };
-use forcelink_core::webhook::{EVENT_KINDS, NewEndpoint, WebhookError, WebhookSecret};
+use forcelink_core::webhook::{EVENT_KINDS, NewEndpoint, WebhookError, WebhookSecret, endpoints};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -246,11 +246,11 @@ pub async fn deliveries(
     State(state): State<AppState>,
     Query(query): Query<DeliveriesQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    if let Some(kind) = query.event.as_deref()
-        && !EVENT_KINDS.contains(&kind)
-    {
-        return Err(WebhookError::UnknownEventKind(kind.to_string()).into());
-    }
+    query
+        .event
+        .as_deref()
+        .map(endpoints::check_kind)
+        .transpose()?;
     let delivery_state = match query.state.as_deref() {
         Some(text) => Some(DeliveryState::parse(text).ok_or_else(|| {
             ApiError::bad_request(

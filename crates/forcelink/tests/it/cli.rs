@@ -2,6 +2,25 @@
 
 use std::process::Command;
 
+use crate::schema::{applied_version, store_one_migration_behind};
+
+/// A config file in `dir` with what `serve` needs (client id, admin key, a key ring), then
+/// `extra`.
+fn config_file(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
+    let file = dir.join("forcelink.toml");
+    let key = forcelink_core::KeyRing::generate_key()
+        .into_string()
+        .unwrap();
+    std::fs::write(
+        &file,
+        format!(
+            "[salesforce]\nclient_id = \"abc\"\n[admin]\napi_key = \"an-admin-key-that-is-long-enough\"\n[keys]\nactive = \"k1\"\n[keys.ring]\nk1 = \"{key}\"\n{extra}"
+        ),
+    )
+    .unwrap();
+    file
+}
+
 fn forcelink() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_forcelink"));
     command.env_remove("FORCELINK_CONFIG");
@@ -115,17 +134,7 @@ fn demo_once_connects_three_orgs_and_exits_zero() {
 #[test]
 fn a_heartbeat_interval_too_close_to_the_idle_ttl_fails_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("forcelink.toml");
-    let key = forcelink_core::KeyRing::generate_key()
-        .into_string()
-        .unwrap();
-    std::fs::write(
-        &file,
-        format!(
-            "[salesforce]\nclient_id = \"abc\"\n[admin]\napi_key = \"an-admin-key-that-is-long-enough\"\n[keys]\nactive = \"k1\"\n[keys.ring]\nk1 = \"{key}\"\n[heartbeat]\ninterval_hours = 600\n"
-        ),
-    )
-    .unwrap();
+    let file = config_file(dir.path(), "[heartbeat]\ninterval_hours = 600\n");
     let output = forcelink()
         .args(["--config", file.to_str().unwrap(), "config", "check"])
         .output()
@@ -143,22 +152,12 @@ fn a_heartbeat_interval_too_close_to_the_idle_ttl_fails_at_start() {
 /// and on a schema one migration behind they fail, saying to start `serve`, and leave it.
 #[test]
 fn cli_commands_neither_create_nor_migrate_the_store() {
-    use sqlx::Connection;
-
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("forcelink.db");
-    let file = dir.path().join("forcelink.toml");
-    let key = forcelink_core::KeyRing::generate_key()
-        .into_string()
-        .unwrap();
-    std::fs::write(
-        &file,
-        format!(
-            "[salesforce]\nclient_id = \"abc\"\n[admin]\napi_key = \"an-admin-key-that-is-long-enough\"\n[keys]\nactive = \"k1\"\n[keys.ring]\nk1 = \"{key}\"\n[store]\nurl = \"sqlite:{}\"\n",
-            path.display()
-        ),
-    )
-    .unwrap();
+    let file = config_file(
+        dir.path(),
+        &format!("[store]\nurl = \"sqlite:{}\"\n", path.display()),
+    );
     let run = |args: &[&str]| {
         let output = forcelink()
             .args(["--config", file.to_str().unwrap()])
@@ -175,23 +174,7 @@ fn cli_commands_neither_create_nor_migrate_the_store() {
     assert!(!path.exists(), "the CLI created {}", path.display());
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let url = format!("sqlite:{}", path.display());
-    let latest: i64 = runtime.block_on(async {
-        forcelink_store_sqlite::SqliteStore::open(&path)
-            .await
-            .unwrap();
-        let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        let latest: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
-            .fetch_one(&mut raw)
-            .await
-            .unwrap();
-        sqlx::query("DELETE FROM _sqlx_migrations WHERE version = ?1")
-            .bind(latest)
-            .execute(&mut raw)
-            .await
-            .unwrap();
-        latest
-    });
+    let behind = runtime.block_on(store_one_migration_behind(&path));
     for args in [
         &["agents", "list"][..],
         &["webhooks", "retry", "--endpoint", "whe_x"][..],
@@ -199,17 +182,14 @@ fn cli_commands_neither_create_nor_migrate_the_store() {
         let (ok, stderr) = run(args);
         assert!(!ok, "{args:?} succeeded");
         assert!(
-            stderr.contains(&format!("schema is at version {}", latest - 1))
+            stderr.contains(&format!("schema is at version {behind}"))
                 && stderr.contains("start `forcelink serve`"),
             "{args:?}: {stderr}"
         );
     }
-    let after: i64 = runtime.block_on(async {
-        let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
-            .fetch_one(&mut raw)
-            .await
-            .unwrap()
-    });
-    assert_eq!(after, latest - 1, "a CLI command migrated the store");
+    assert_eq!(
+        runtime.block_on(applied_version(&path)),
+        behind,
+        "a CLI command migrated the store"
+    );
 }

@@ -7,6 +7,7 @@ use forcelink::doctor::{self, Finding, Status};
 use forcelink_core::OffsetClock;
 
 use crate::harness::{LoginKind, Options, TestApp};
+use crate::schema::{applied_version, store_one_migration_behind};
 
 async fn examine(config: &Config) -> Vec<Finding> {
     doctor::run(config, Arc::new(OffsetClock::default())).await
@@ -76,8 +77,6 @@ async fn config_and_store_failures_stop_the_examination() {
 /// reports a schema behind this build instead of migrating it.
 #[tokio::test]
 async fn doctor_neither_creates_nor_migrates_the_store() {
-    use sqlx::Connection;
-
     let (app, _) = connected_app().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("forcelink.db");
@@ -95,38 +94,25 @@ async fn doctor_neither_creates_nor_migrates_the_store() {
     assert!(store.summary.contains("a directory"), "{store:?}");
 
     // A store one migration behind this build.
-    forcelink_store_sqlite::SqliteStore::open(&path)
-        .await
-        .unwrap();
-    let url = format!("sqlite:{}", path.display());
-    let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    let latest: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
-        .fetch_one(&mut raw)
-        .await
-        .unwrap();
-    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = ?1")
-        .bind(latest)
-        .execute(&mut raw)
-        .await
-        .unwrap();
+    let behind = store_one_migration_behind(&path).await;
     let findings = examine(&config).await;
     let store = findings.iter().find(|f| f.check == "store").unwrap();
     assert_eq!(store.status, Status::Fail, "{findings:?}");
     assert!(
         store
             .summary
-            .contains(&format!("schema is at version {}", latest - 1)),
+            .contains(&format!("schema is at version {behind}")),
         "{store:?}"
     );
     assert!(
         store.fix.as_deref().unwrap().contains("forcelink serve"),
         "{store:?}"
     );
-    let after: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
-        .fetch_one(&mut raw)
-        .await
-        .unwrap();
-    assert_eq!(after, latest - 1, "the doctor migrated the store");
+    assert_eq!(
+        applied_version(&path).await,
+        behind,
+        "the doctor migrated the store"
+    );
 }
 
 #[tokio::test]

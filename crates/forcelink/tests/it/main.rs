@@ -16,6 +16,7 @@ mod process;
 mod proxy;
 mod refresh;
 mod rotation;
+mod schema;
 mod tidy;
 mod webhook_instances;
 mod webhook_retries;
