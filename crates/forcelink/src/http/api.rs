@@ -5,7 +5,6 @@
 //! code and changes nothing.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
@@ -16,7 +15,7 @@ use serde_json::{Value, json};
 use crate::http::AppState;
 use crate::http::auth::{Admin, Agent, denied};
 use crate::http::error::ApiError;
-use crate::http::extract::{Path, Query};
+use crate::http::extract::{Body, Path, Query};
 
 /// A connection as the API shows it: no tokens.
 #[derive(Debug, Serialize)]
@@ -232,7 +231,7 @@ pub async fn token(
     State(state): State<AppState>,
     Path(org_id): Path<String>,
     Query(query): Query<ContextQuery>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<axum::response::Response, ApiError> {
     let request: TokenRequest = if body.iter().all(u8::is_ascii_whitespace) {
         TokenRequest::default()
@@ -373,7 +372,7 @@ pub fn agent_scope(orgs: &[String]) -> Result<forcelink_core::AgentScope, String
 pub async fn agents_create(
     _: Admin,
     State(state): State<AppState>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
     let request: CreateAgent = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(

@@ -1,8 +1,11 @@
-//! The query and path extractors of the API: axum's, with their rejections turned into the
-//! API's error body (400 `invalid_query` / `invalid_path` and a message naming the field),
-//! instead of axum's plain-text answer. A rejection that is the server's fault stays a 500.
+//! The query, path and body extractors of the API: axum's, with their rejections turned into
+//! the API's error body (400 `invalid_query` / `invalid_path` / `invalid_body` and a message
+//! naming the field, 413 `body_too_large`), instead of axum's plain-text answer. A rejection
+//! that is the server's fault stays a 500.
 
-use axum::extract::{FromRequestParts, rejection};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request, rejection};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
@@ -65,4 +68,49 @@ where
             Err(rejection) => Err(path_error(&rejection)),
         }
     }
+}
+
+/// The largest request body an API route reads (the proxy has its own cap,
+/// `proxy.max_body_bytes`).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The request body, whole, refusing one over the route's limit (`BODY_LIMIT`, set with
+/// `DefaultBodyLimit`) with 413 `body_too_large` and a body that could not be read with 400
+/// `invalid_body`, in the API's error body. axum's `Bytes` and tower-http's limit layer
+/// answered in plain text.
+#[derive(Debug, Clone, Default)]
+pub struct Body(pub Bytes);
+
+impl<S> FromRequest<S> for Body
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        match Bytes::from_request(request, state).await {
+            Ok(bytes) => Ok(Self(bytes)),
+            Err(rejection) => Err(body_error(&rejection)),
+        }
+    }
+}
+
+fn body_error(rejection: &rejection::BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!(
+                "the request body is larger than {} KiB, the most this API reads",
+                BODY_LIMIT / 1024
+            ),
+        );
+    }
+    ApiError::bad_request(
+        "invalid_body",
+        format!(
+            "the request body could not be read: {}",
+            rejection.body_text()
+        ),
+    )
 }

@@ -18,7 +18,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{any, delete, get, post};
 use forcelink_core::{AgentKeys, Broker};
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::hosts::LoginHostPolicy;
@@ -37,7 +36,7 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     // The proxy streams bodies under its own cap (`proxy.max_body_bytes`), so it sits outside
-    // the 64 KiB limit of the other routes.
+    // the limit the other routes read bodies under (`extract::Body`).
     let proxy = Router::new()
         .route("/v1/proxy/{org_id}/{*rest}", any(proxy::by_org))
         .route("/services/{*rest}", any(proxy::at_root))
@@ -75,7 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
-        .layer(RequestBodyLimitLayer::new(64 * 1024))
+        .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .merge(proxy)
         // After every route: JSON errors, not axum's empty 404 / 405.
         .fallback(error::no_route)

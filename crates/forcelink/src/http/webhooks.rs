@@ -6,7 +6,6 @@
 //! Bad input gets 400 and a stable code, and stores nothing.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
@@ -21,7 +20,7 @@ use serde_json::{Value, json};
 use crate::http::AppState;
 use crate::http::auth::Admin;
 use crate::http::error::ApiError;
-use crate::http::extract::{Path, Query};
+use crate::http::extract::{Body, Path, Query};
 
 impl From<WebhookError> for ApiError {
     fn from(error: WebhookError) -> Self {
@@ -92,7 +91,7 @@ struct CreateEndpoint {
 pub async fn create_endpoint(
     _: Admin,
     State(state): State<AppState>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let request: CreateEndpoint = serde_json::from_slice(&body).map_err(|error| {
         ApiError::bad_request(

@@ -90,6 +90,55 @@ async fn unknown_org_and_bad_ids_get_stable_errors() {
     );
 }
 
+/// A body over the API's 64 KiB limit is refused with the JSON error body, whether its length
+/// is declared or it comes in chunks, and nothing is created.
+#[tokio::test]
+async fn oversized_bodies_get_413_in_json_and_change_nothing() {
+    let app = TestApp::start(Options::default()).await;
+    let padding = "x".repeat(70 * 1024);
+    let body = serde_json::json!({"name": "big", "orgs": ["*"], "capabilities": ["token"], "note": padding})
+        .to_string();
+    let chunks: Vec<Result<String, std::io::Error>> = body
+        .as_bytes()
+        .chunks(8 * 1024)
+        .map(|chunk| Ok(String::from_utf8(chunk.to_vec()).unwrap()))
+        .collect();
+    for request in [
+        app.http
+            .post(format!("{}/v1/agents", app.url))
+            .body(body.clone()),
+        app.http
+            .post(format!("{}/v1/agents", app.url))
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                chunks,
+            ))),
+    ] {
+        let response = request.bearer_auth(&app.admin_key).send().await.unwrap();
+        assert_eq!(response.status(), 413);
+        let answer: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(answer["error"], "body_too_large", "{answer}");
+        assert!(
+            answer["message"].as_str().unwrap().contains("64 KiB"),
+            "{answer}"
+        );
+    }
+    let (status, agents) = app.api(reqwest::Method::GET, "/v1/agents", None).await;
+    assert_eq!(status, 200);
+    assert!(
+        !agents.to_string().contains("\"big\""),
+        "an agent was created from a refused body: {agents}"
+    );
+    // Under the limit the same route reads the body.
+    let (status, body) = app
+        .api(
+            reqwest::Method::POST,
+            "/v1/agents",
+            Some(serde_json::json!({"name": "small", "orgs": ["*"], "capabilities": ["token"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
 #[tokio::test]
 async fn delete_revokes_at_salesforce_then_removes() {
     let mut app = TestApp::start(Options::default()).await;
