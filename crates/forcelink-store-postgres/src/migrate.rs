@@ -4,12 +4,15 @@
 //! This module must not hold data queries.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
 use forcelink_core::StoreError;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{PgPool, SqlSafeStr};
 
-fn migrator() -> Migrator {
+/// Built once: each `Migration::new` hashes its SQL, and `/readyz` asks for the latest version
+/// on every probe.
+static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
     Migrator::with_migrations(vec![
         Migration::new(
             1,
@@ -82,10 +85,10 @@ fn migrator() -> Migrator {
             false,
         ),
     ])
-}
+});
 
-fn latest_version(migrator: &Migrator) -> i64 {
-    migrator
+fn latest_version() -> i64 {
+    MIGRATOR
         .iter()
         .map(|migration| migration.version)
         .max()
@@ -95,7 +98,7 @@ fn latest_version(migrator: &Migrator) -> i64 {
 /// Applies pending migrations under sqlx's advisory lock, so instances may start together.
 /// The caller has refused a newer schema first (`refuse_newer_schema`).
 pub(crate) async fn run(pool: &PgPool) -> Result<(), StoreError> {
-    migrator()
+    MIGRATOR
         .run(pool)
         .await
         .map_err(|error| StoreError::Migration(format!("postgres: {error}")))
@@ -105,7 +108,7 @@ pub(crate) async fn run(pool: &PgPool) -> Result<(), StoreError> {
 /// migrations may have changed what this build reads and writes. (sqlx would refuse it too,
 /// with a message about a missing migration that does not say what to do.)
 pub(crate) async fn refuse_newer_schema(pool: &PgPool) -> Result<(), StoreError> {
-    let known = latest_version(&migrator());
+    let known = latest_version();
     let applied = applied_version(pool).await?;
     if applied > known {
         return Err(StoreError::Migration(format!(
@@ -135,7 +138,7 @@ async fn applied_version(pool: &PgPool) -> Result<i64, StoreError> {
 /// Reachable, and every migration this build knows has been applied.
 pub(crate) async fn check_current(pool: &PgPool) -> Result<(), StoreError> {
     let applied = applied_version(pool).await?;
-    let needed = latest_version(&migrator());
+    let needed = latest_version();
     if applied < needed {
         return Err(StoreError::Migration(format!(
             "schema is at version {applied}, behind this build's {needed}"

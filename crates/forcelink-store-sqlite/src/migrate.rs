@@ -4,12 +4,15 @@
 //! This module must not hold data queries.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
 use forcelink_core::StoreError;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{SqlSafeStr, SqlitePool};
 
-fn migrator() -> Migrator {
+/// Built once: each `Migration::new` hashes its SQL, and `/readyz` asks for the latest version
+/// on every probe.
+static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
     Migrator::with_migrations(vec![
         Migration::new(
             1,
@@ -89,10 +92,10 @@ fn migrator() -> Migrator {
             false,
         ),
     ])
-}
+});
 
-fn latest_version(migrator: &Migrator) -> i64 {
-    migrator
+fn latest_version() -> i64 {
+    MIGRATOR
         .iter()
         .map(|migration| migration.version)
         .max()
@@ -102,12 +105,11 @@ fn latest_version(migrator: &Migrator) -> i64 {
 /// Applies pending migrations. SQLite's migrator takes no lock, so a process that loses a
 /// race with another migrating the same file fails once; the retry then finds it applied.
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
-    let migrator = migrator();
     refuse_newer_schema(pool).await?;
-    if migrator.run(pool).await.is_ok() {
+    if MIGRATOR.run(pool).await.is_ok() {
         return Ok(());
     }
-    migrator
+    MIGRATOR
         .run(pool)
         .await
         .map_err(|error| StoreError::Migration(format!("sqlite: {error}")))
@@ -117,7 +119,7 @@ pub(crate) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
 /// may have changed what this build reads and writes. (sqlx would refuse it too, with a
 /// message about a missing migration that does not say what to do.)
 pub(crate) async fn refuse_newer_schema(pool: &SqlitePool) -> Result<(), StoreError> {
-    let known = latest_version(&migrator());
+    let known = latest_version();
     let applied = applied_version(pool).await?;
     if applied > known {
         return Err(StoreError::Migration(format!(
@@ -150,7 +152,7 @@ async fn applied_version(pool: &SqlitePool) -> Result<i64, StoreError> {
 /// Reachable, and every migration this build knows has been applied.
 pub(crate) async fn check_current(pool: &SqlitePool) -> Result<(), StoreError> {
     let applied = applied_version(pool).await?;
-    let needed = latest_version(&migrator());
+    let needed = latest_version();
     if applied < needed {
         return Err(StoreError::Migration(format!(
             "schema is at version {applied}, behind this build's {needed}"
