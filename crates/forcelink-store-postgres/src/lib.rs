@@ -19,14 +19,15 @@ mod rotation;
 mod rows;
 mod sealed;
 mod webhook_deliveries;
+mod webhook_log;
 mod webhooks;
 
-/// The webhook backlog's statement, for the plan test in `tests/it` (not an API).
-#[doc(hidden)]
-pub use webhook_deliveries::BACKLOG as WEBHOOK_BACKLOG_SQL;
 /// The advisory lock webhook claims take turns on, for the race test in `tests/it` (not an API).
 #[doc(hidden)]
 pub use webhook_deliveries::WEBHOOK_CLAIM_LOCK;
+/// The webhook backlog's statement, for the plan test in `tests/it` (not an API).
+#[doc(hidden)]
+pub use webhook_log::BACKLOG as WEBHOOK_BACKLOG_SQL;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

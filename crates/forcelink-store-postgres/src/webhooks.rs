@@ -13,7 +13,8 @@ use sqlx::PgPool;
 use sqlx::postgres::PgRow;
 
 use crate::rows::{self, corrupt, unavailable};
-use crate::webhook_deliveries::{backlog, claim, deliveries, enqueue, finish, retry, state};
+use crate::webhook_deliveries::{claim, enqueue, finish, retry, state};
+use crate::webhook_log::{backlog, deliveries};
 
 const ENDPOINT_COLUMNS: &str =
     "id, url, event_kinds, secret, source, created_at, updated_at, cursor";

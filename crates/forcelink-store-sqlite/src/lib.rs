@@ -19,6 +19,7 @@ mod rotation;
 mod rows;
 mod sealed;
 mod webhook_deliveries;
+mod webhook_log;
 mod webhooks;
 
 use std::path::Path;

@@ -12,7 +12,8 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::SqliteRow;
 
 use crate::rows::{self, corrupt, micros, unavailable};
-use crate::webhook_deliveries::{backlog, claim, deliveries, enqueue, finish, retry, state};
+use crate::webhook_deliveries::{claim, enqueue, finish, retry, state};
+use crate::webhook_log::{backlog, deliveries};
 
 const ENDPOINT_COLUMNS: &str =
     "id, url, event_kinds, secret, source, created_at, updated_at, cursor";
