@@ -4,18 +4,22 @@
 //! Each command loads the config the same way and fails with a message that says how to fix
 //! what is wrong. Output for people goes to stdout; logs go to stderr.
 
+mod agents;
+mod connections;
 mod webhooks;
+
+pub use agents::AgentsCommand;
+pub use connections::ConnectionsCommand;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use forcelink_core::{ConnectionContext, ConnectionKey, KeyRing, OrgId, StoreError, SystemClock};
+use forcelink_core::{KeyRing, StoreError, SystemClock};
 
 use crate::app;
 use crate::config::Config;
-use crate::http::api::{AgentView, ConnectionView};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -90,57 +94,6 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ConnectionsCommand {
-    /// List every connection.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show one connection.
-    Show {
-        org_id: String,
-        #[arg(long, default_value = "api")]
-        ctx: String,
-    },
-    /// Revoke the grant at Salesforce and remove the connection.
-    Revoke {
-        org_id: String,
-        #[arg(long, default_value = "api")]
-        ctx: String,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum AgentsCommand {
-    /// Create a key and print it once (forcelink keeps only its hash).
-    Create {
-        #[arg(long)]
-        name: String,
-        /// An org the key may reach (repeat, or give a comma-separated list).
-        #[arg(
-            long = "org",
-            value_delimiter = ',',
-            required_unless_present = "all_orgs",
-            conflicts_with = "all_orgs"
-        )]
-        orgs: Vec<String>,
-        /// The key may reach every org.
-        #[arg(long)]
-        all_orgs: bool,
-        /// What the key may do: token, proxy, or both.
-        #[arg(long = "can", value_delimiter = ',', default_value = "token,proxy")]
-        can: Vec<String>,
-    },
-    /// List keys with their scope and last use (never the keys).
-    List {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Revoke a key by name or id; servers refuse it within agents.key_cache_seconds.
-    Revoke { name_or_id: String },
-}
-
-#[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Print a new random key for the ring.
     Generate,
@@ -199,7 +152,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Incidents {
             command: IncidentsCommand::Export { output },
         } => incidents_export(&cli.load_config()?, output.as_deref()).await,
-        Command::Connections { command } => connections(&cli.load_config()?, command).await,
+        Command::Connections { command } => connections::run(&cli.load_config()?, command).await,
         Command::Keys {
             command: KeysCommand::Generate,
         } => {
@@ -210,7 +163,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys { command } => keys(&cli.load_config()?, command).await,
-        Command::Agents { command } => agents(&cli.load_config()?, command).await,
+        Command::Agents { command } => agents::run(&cli.load_config()?, command).await,
         Command::Webhooks { command } => webhooks::run(&cli.load_config()?, command).await,
         Command::Config {
             command: ConfigCommand::Check,
@@ -255,154 +208,6 @@ pub(crate) async fn wire_existing(config: &Config) -> anyhow::Result<app::Wiring
         });
     }
     Ok(wiring)
-}
-
-fn parse_key(org_id: &str, ctx: &str) -> anyhow::Result<ConnectionKey> {
-    let org = OrgId::parse(org_id).with_context(|| {
-        format!("{org_id:?} is not an org id (15 or 18 characters, starting 00D)")
-    })?;
-    let context = ConnectionContext::parse(ctx).context("bad --ctx")?;
-    Ok(ConnectionKey::new(org, context))
-}
-
-async fn connections(config: &Config, command: &ConnectionsCommand) -> anyhow::Result<()> {
-    let wiring = wire_existing(config).await?;
-    let store = wiring.broker.store();
-    match command {
-        ConnectionsCommand::List { json } => {
-            let all = store.connections().await?;
-            let views: Vec<ConnectionView> = all.iter().map(ConnectionView::from).collect();
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&views)?);
-            } else {
-                print_table(&views);
-            }
-        }
-        ConnectionsCommand::Show { org_id, ctx } => {
-            let key = parse_key(org_id, ctx)?;
-            let Some(connection) = store.connection(&key).await? else {
-                bail!("no connection for {key}")
-            };
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&ConnectionView::from(&connection))?
-            );
-        }
-        ConnectionsCommand::Revoke { org_id, ctx } => {
-            let key = parse_key(org_id, ctx)?;
-            wiring
-                .broker
-                .disconnect(&key)
-                .await
-                .with_context(|| format!("cannot revoke {key}"))?;
-            println!("revoked {key} at Salesforce and removed it");
-        }
-    }
-    Ok(())
-}
-
-async fn agents(config: &Config, command: &AgentsCommand) -> anyhow::Result<()> {
-    let wiring = wire_existing(config).await?;
-    match command {
-        AgentsCommand::Create {
-            name,
-            orgs,
-            all_orgs,
-            can,
-        } => {
-            let scope = if *all_orgs {
-                forcelink_core::AgentScope::AllOrgs
-            } else {
-                crate::http::api::agent_scope(orgs).map_err(|message| {
-                    anyhow::anyhow!("{message}; give --org with a 15 or 18 character org id (00D…)")
-                })?
-            };
-            let capabilities = can
-                .iter()
-                .map(|name| forcelink_core::Capability::parse(name))
-                .collect::<Result<Vec<_>, _>>()?;
-            let spec = forcelink_core::AgentKeySpec {
-                name: name.clone(),
-                scope,
-                capabilities,
-            };
-            let (key, secret) = wiring.agents.create(spec).await?;
-            let view = AgentView::from(&key);
-            println!("{}", secret.expose());
-            eprintln!(
-                "created agent key {:?} ({}) for {} with {}; it is shown once, store it now",
-                view.name,
-                view.id,
-                view.orgs.join(","),
-                view.capabilities.join(",")
-            );
-        }
-        AgentsCommand::List { json } => {
-            let keys = wiring.agents.list().await?;
-            let views: Vec<AgentView> = keys.iter().map(AgentView::from).collect();
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&views)?);
-            } else {
-                print_agents(&views);
-            }
-        }
-        AgentsCommand::Revoke { name_or_id } => {
-            let key = wiring.agents.revoke(name_or_id).await?;
-            println!(
-                "revoked agent key {:?} ({}); servers refuse it within {} s",
-                key.name, key.id, config.agents.key_cache_seconds
-            );
-        }
-    }
-    Ok(())
-}
-
-fn print_agents(views: &[AgentView]) {
-    println!(
-        "{:<24}  {:<36}  {:<12}  {:<20}  {:<20}  ORGS",
-        "NAME", "ID", "CAN", "LAST USED", "REVOKED"
-    );
-    let when = |time: Option<chrono::DateTime<chrono::Utc>>| {
-        time.map_or_else(
-            || "-".to_owned(),
-            |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
-        )
-    };
-    for view in views {
-        println!(
-            "{:<24}  {:<36}  {:<12}  {:<20}  {:<20}  {}",
-            view.name,
-            view.id,
-            view.capabilities.join(","),
-            when(view.last_used_at),
-            when(view.revoked_at),
-            view.orgs.join(",")
-        );
-    }
-}
-
-pub fn print_table(views: &[ConnectionView]) {
-    println!(
-        "{:<18}  {:<6}  {:<13}  {:<15}  {:<28}  {:<4}  {:<20}  INSTANCE",
-        "ORG", "CTX", "STATE", "HEALTH", "USER", "GEN", "RT LAST USED"
-    );
-    for v in views {
-        let risk = v
-            .at_risk_days
-            .map(|days| format!("  AT RISK: {days}d left"))
-            .unwrap_or_default();
-        println!(
-            "{:<18}  {:<6}  {:<13}  {:<15}  {:<28}  {:<4}  {:<20}  {}{risk}",
-            v.org_id,
-            v.context,
-            v.state,
-            v.health,
-            v.username,
-            v.generation,
-            v.refresh_token_used_at.format("%Y-%m-%d %H:%M"),
-            v.instance_url
-        );
-    }
 }
 
 async fn keys(config: &Config, command: &KeysCommand) -> anyhow::Result<()> {
