@@ -13,11 +13,26 @@ use crate::webhook_deliveries::{count, status};
 /// Deliveries listed when a filter's `limit` is 0.
 const DEFAULT_LIMIT: u32 = 100;
 
-/// The filter of the delivery log, with `?1`…`?5` bound in that order by `deliveries`.
+/// The filter of the delivery log, with `?1`…`?5` bound by `bind_filter`.
 const FILTERED: &str = "SELECT id FROM webhook_deliveries \
      WHERE (?1 IS NULL OR endpoint_id = ?1) AND (?2 IS NULL OR event_kind = ?2) \
      AND (?3 IS NULL OR event_id = ?3) AND (?4 IS NULL OR state = ?4) \
      ORDER BY event_id DESC, endpoint_id LIMIT ?5";
+
+/// Binds `FILTERED`'s parameters, in order.
+fn bind_filter<'q>(
+    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    filter: &'q DeliveryFilter,
+    state: Option<&'static str>,
+    limit: i64,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    query
+        .bind(filter.endpoint_id.as_deref())
+        .bind(filter.event_kind.as_deref())
+        .bind(filter.event_id)
+        .bind(state)
+        .bind(limit)
+}
 
 pub(crate) async fn deliveries(
     pool: &SqlitePool,
@@ -29,29 +44,29 @@ pub(crate) async fn deliveries(
         filter.limit
     });
     let state = filter.state.map(DeliveryState::as_str);
-    let found = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT id, endpoint_id, event_id, event_kind, state, attempts, next_attempt_at, \
-         last_status_code, last_error, created_at, updated_at, retried_at, retry_base \
-         FROM webhook_deliveries \
-         WHERE id IN ({FILTERED}) ORDER BY event_id DESC, endpoint_id"
-    )))
-    .bind(filter.endpoint_id.as_deref())
-    .bind(filter.event_kind.as_deref())
-    .bind(filter.event_id)
-    .bind(state)
-    .bind(limit)
+    let found = bind_filter(
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id, endpoint_id, event_id, event_kind, state, attempts, next_attempt_at, \
+             last_status_code, last_error, created_at, updated_at, retried_at, retry_base \
+             FROM webhook_deliveries \
+             WHERE id IN ({FILTERED}) ORDER BY event_id DESC, endpoint_id"
+        ))),
+        filter,
+        state,
+        limit,
+    )
     .fetch_all(pool)
     .await
     .map_err(unavailable("webhook_deliveries"))?;
-    let attempts = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT delivery_id, number, at, status_code, error, latency_ms FROM webhook_attempts \
-         WHERE delivery_id IN ({FILTERED}) ORDER BY delivery_id, number"
-    )))
-    .bind(filter.endpoint_id.as_deref())
-    .bind(filter.event_kind.as_deref())
-    .bind(filter.event_id)
-    .bind(state)
-    .bind(limit)
+    let attempts = bind_filter(
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT delivery_id, number, at, status_code, error, latency_ms FROM webhook_attempts \
+             WHERE delivery_id IN ({FILTERED}) ORDER BY delivery_id, number"
+        ))),
+        filter,
+        state,
+        limit,
+    )
     .fetch_all(pool)
     .await
     .map_err(unavailable("webhook_deliveries attempts"))?;
