@@ -22,6 +22,7 @@ pub mod agents;
 pub mod conformance;
 pub mod cursor;
 pub mod group;
+pub mod schema;
 pub mod sealed;
 pub mod webhooks;
 

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use forcelink_core::StoreError;
+use forcelink_core::store::schema;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{PgPool, SqlSafeStr};
 
@@ -108,16 +109,7 @@ pub(crate) async fn run(pool: &PgPool) -> Result<(), StoreError> {
 /// migrations may have changed what this build reads and writes. (sqlx would refuse it too,
 /// with a message about a missing migration that does not say what to do.)
 pub(crate) async fn refuse_newer_schema(pool: &PgPool) -> Result<(), StoreError> {
-    let known = latest_version();
-    let applied = applied_version(pool).await?;
-    if applied > known {
-        return Err(StoreError::Migration(format!(
-            "postgres: the database schema is at version {applied}, newer than this build of \
-             forcelink knows ({known}): a newer forcelink has migrated it; run that version or \
-             a later one"
-        )));
-    }
-    Ok(())
+    schema::refuse_newer("postgres", applied_version(pool).await?, latest_version())
 }
 
 /// The highest migration applied to the database, 0 when none is (no migrations table yet).
@@ -137,12 +129,5 @@ async fn applied_version(pool: &PgPool) -> Result<i64, StoreError> {
 
 /// Reachable, and every migration this build knows has been applied.
 pub(crate) async fn check_current(pool: &PgPool) -> Result<(), StoreError> {
-    let applied = applied_version(pool).await?;
-    let needed = latest_version();
-    if applied < needed {
-        return Err(StoreError::Migration(format!(
-            "schema is at version {applied}, behind this build's {needed}"
-        )));
-    }
-    Ok(())
+    schema::require_current(applied_version(pool).await?, latest_version())
 }

@@ -69,16 +69,15 @@ pub async fn open_store_for(
 ) -> anyhow::Result<Arc<dyn Store>> {
     match StoreLocation::parse(&config.url)? {
         StoreLocation::Sqlite(path) => {
-            let opened = match opening {
-                StoreOpening::Migrate => SqliteStore::open(&path).await,
+            let (opened, hint) = match opening {
+                StoreOpening::Migrate => (
+                    SqliteStore::open(&path).await,
+                    ": check the path is writable",
+                ),
                 StoreOpening::AsFound => {
                     found_sqlite_file(&path)?;
-                    SqliteStore::open_as_found(&path).await
+                    (SqliteStore::open_as_found(&path).await, "")
                 }
-            };
-            let hint = match opening {
-                StoreOpening::Migrate => ": check the path is writable",
-                StoreOpening::AsFound => "",
             };
             let store = opened.map_err(|error| {
                 opening_error(error, || {

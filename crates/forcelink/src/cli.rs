@@ -266,6 +266,14 @@ async fn incidents_export(config: &Config, output: Option<&std::path::Path>) -> 
     Ok(())
 }
 
+/// A time as the command tables show it, or `-` for none.
+fn when(time: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    time.map_or_else(
+        || "-".to_owned(),
+        |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
+    )
+}
+
 fn config_check(config: &Config) -> anyhow::Result<()> {
     config.validate_for_serve()?;
     app::key_ring(&config.keys)?;

@@ -81,11 +81,8 @@ pub fn validate_kinds(kinds: Option<&[String]>) -> Result<Vec<String>, WebhookEr
     if kinds.is_empty() {
         return Err(WebhookError::NoEventKinds);
     }
-    if let Some(unknown) = kinds
-        .iter()
-        .find(|kind| !EVENT_KINDS.contains(&kind.as_str()))
-    {
-        return Err(WebhookError::UnknownEventKind(unknown.clone()));
+    for kind in kinds {
+        check_kind(kind)?;
     }
     Ok(EVENT_KINDS
         .iter()

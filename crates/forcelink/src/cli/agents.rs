@@ -3,7 +3,7 @@
 
 use clap::Subcommand;
 
-use super::wire_existing;
+use super::{when, wire_existing};
 use crate::config::Config;
 use crate::http::api::AgentView;
 
@@ -98,12 +98,6 @@ fn print_agents(views: &[AgentView]) {
         "{:<24}  {:<36}  {:<12}  {:<20}  {:<20}  ORGS",
         "NAME", "ID", "CAN", "LAST USED", "REVOKED"
     );
-    let when = |time: Option<chrono::DateTime<chrono::Utc>>| {
-        time.map_or_else(
-            || "-".to_owned(),
-            |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
-        )
-    };
     for view in views {
         println!(
             "{:<24}  {:<36}  {:<12}  {:<20}  {:<20}  {}",

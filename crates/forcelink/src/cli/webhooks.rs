@@ -197,10 +197,6 @@ fn print_deliveries(views: &[DeliveryView]) {
         "ID", "ENDPOINT", "EVENT", "KIND", "STATE", "ATTEMPTS", "NEXT ATTEMPT"
     );
     for view in views {
-        let next = view.next_attempt_at.map_or_else(
-            || "-".to_owned(),
-            |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
-        );
         println!(
             "{:<36}  {:<40}  {:<8}  {:<26}  {:<9}  {:<8}  {:<20}  {}",
             view.id,
@@ -209,7 +205,7 @@ fn print_deliveries(views: &[DeliveryView]) {
             view.event,
             view.state,
             view.attempts,
-            next,
+            super::when(view.next_attempt_at),
             view.last_error.as_deref().unwrap_or("-")
         );
     }
